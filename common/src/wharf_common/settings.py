@@ -1,0 +1,70 @@
+"""Settings read from the environment, one pydantic model per service.
+
+Every variable is prefixed with ``WHARF_`` (``WHARF_AMQP_URL``...). Connection
+settings are URLs. Models are built once, in a service's ``__main__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: its connections, its HTTP port and its limits."""
+
+    model_config = SettingsConfigDict(env_prefix="WHARF_", extra="ignore")
+
+    service_name: str = "service"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    management_url: str = "http://guest:guest@127.0.0.1:15672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/wharf"
+    storage_url: str = "file://.wharf/objects"
+    storage_signing_key: SecretStr = SecretStr("wharf-local-signing-key-change-me")
+    public_url: str = "http://127.0.0.1:8080"
+
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    ops_port: int | None = Field(
+        default=None, description="Extra port serving only /healthz, /readyz and /metrics"
+    )
+
+    log_level: str = "INFO"
+    log_to_bus: bool = True
+    log_buffer_size: int = 10_000
+
+    stop_timeout: float = 30.0
+    claim_check_threshold: int = 256 * 1024
+    prefetch: int = 32
+    concurrency: int = 16
+    max_attempts: int = 5
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 30.0
+    db_pool_max: int = 10
+
+    def public_dump(self) -> dict[str, Any]:
+        """Settings as they may be logged: secrets and URL passwords masked."""
+        data: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                data[name] = "***"
+            elif isinstance(value, str) and "://" in value:
+                data[name] = redact_url(value)
+            else:
+                data[name] = value
+        return data
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
