@@ -72,7 +72,9 @@ def load_xml(carrier: str, payload: bytes) -> Element:
     if not data:
         raise InvalidPayload(carrier, "empty payload, expected XML")
     try:
-        root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: Element = fromstring(
+            data, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
     except DefusedXmlException as exc:
         raise InvalidPayload(carrier, f"XML refused (DTD or entity declaration): {exc!r}") from exc
     except ParseError as exc:

@@ -69,7 +69,7 @@ class TrackingEvent(BaseModel):
     incident_reason: str | None = None
     classified_by: str
     time_basis: str = Field(
-        description="How the UTC time was found: offset, utc, declared:<zone>, location:<zone>, carrier:<zone>"
+        description="How the UTC time was found: offset, utc, or declared/location/carrier zone"
     )
     raw_time: str | None = None
 

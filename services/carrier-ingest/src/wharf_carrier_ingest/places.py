@@ -191,6 +191,7 @@ AIRPORTS: dict[str, tuple[str, str]] = {
 
 COUNTRY_NAMES: dict[str, str] = {
     "armenia": "AM",
+    "jordan": "JO",
     "australia": "AU",
     "austria": "AT",
     "belgium": "BE",

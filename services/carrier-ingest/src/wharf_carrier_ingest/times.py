@@ -30,6 +30,12 @@ ABBREVIATIONS: dict[str, timedelta] = {
     "AKST": timedelta(hours=-9),
     "AKDT": timedelta(hours=-8),
     "HST": timedelta(hours=-10),
+    "WET": timedelta(0),
+    "BST": timedelta(hours=1),
+    "CET": timedelta(hours=1),
+    "CEST": timedelta(hours=2),
+    "EET": timedelta(hours=2),
+    "EEST": timedelta(hours=3),
 }
 
 # X12 time codes (data element 623): "xT" is civil time in that zone, daylight

@@ -16,11 +16,10 @@ def parse_dhl_express(request: Request, out: ResultBuilder) -> None:
     root = load_xml(out.adapter, request.payload)
     if root.tag not in {"TrackingResponse", "ErrorResponse"}:
         raise out.invalid(f"unexpected root element <{root.tag}>")
-    for condition in root.iter("Condition"):
-        if root.tag == "ErrorResponse":
-            out.error(
-                xml_text(condition, "ConditionCode"), xml_text(condition, "ConditionData") or ""
-            )
+    if root.tag == "ErrorResponse":
+        for fault in root.iter("Condition"):
+            out.error(xml_text(fault, "ConditionCode"), xml_text(fault, "ConditionData") or "")
+        return
 
     for awb in root.iter("AWBInfo"):
         number = xml_text(awb, "AWBNumber")

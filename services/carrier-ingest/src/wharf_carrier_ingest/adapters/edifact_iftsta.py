@@ -13,10 +13,10 @@ from ..events import ResultBuilder
 from ..models import Location
 from ..places import country_code
 from ..registry import Request, register
+from ..times import fixed_zone
 
 # DTM format qualifiers (code list 2379) this adapter reads.
 _DTM_FORMATS = {"102": "%Y%m%d", "203": "%Y%m%d%H%M", "204": "%Y%m%d%H%M%S"}
-_WITH_ZONE = {"303": "%Y%m%d%H%M%z", "205": "%Y%m%d%H%M%z"}
 _EVENT_DATE = {"334", "7", "11", "132"}
 
 
@@ -27,14 +27,17 @@ def _parts(value: object) -> list[str]:
 
 
 def _dtm_value(composite: list[str]) -> datetime | None:
+    """Formats 102/203/204 (local), 205 (with +HHMM) and 303 (with a zone abbreviation)."""
     if len(composite) < 2:
         return None
     value, fmt = composite[1], composite[2] if len(composite) > 2 else "203"
     try:
-        if fmt in _WITH_ZONE:
-            if fmt == "303":
-                value = value[:12] + ("+" + value[12:] if value[12:].isdigit() else value[12:])
-            return datetime.strptime(value, _WITH_ZONE[fmt])
+        if fmt == "205":
+            return datetime.strptime(value, "%Y%m%d%H%M%z")
+        if fmt == "303":
+            zone = fixed_zone(value[12:])
+            moment = datetime.strptime(value[:12], "%Y%m%d%H%M")
+            return moment.replace(tzinfo=zone) if zone else None
         return datetime.strptime(value, _DTM_FORMATS[fmt])
     except (KeyError, ValueError):
         return None
@@ -85,7 +88,7 @@ def parse_edifact_iftsta(request: Request, out: ResultBuilder) -> None:
         if segment.tag in {"CNI", "UNT"}:
             flush()
             if segment.tag == "CNI":
-                number = (_parts(elements[1])[:1] or [None])[0] if len(elements) > 1 else None
+                number = next(iter(_parts(elements[1])), None) if len(elements) > 1 else None
         elif segment.tag == "STS":
             flush()
             event = _parts(elements[1]) if len(elements) > 1 else []
@@ -112,5 +115,5 @@ def parse_edifact_iftsta(request: Request, out: ResultBuilder) -> None:
             free = _parts(elements[3]) if len(elements) > 3 else []
             status["free"] = " ".join(free) or None
         elif status is not None and segment.tag == "RFF" and number is None:
-            number = (_parts(elements[0])[1:2] or [None])[0]
+            number = next(iter(_parts(elements[0])[1:2]), None)
     flush()

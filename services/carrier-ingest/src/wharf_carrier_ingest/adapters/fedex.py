@@ -30,13 +30,13 @@ def parse_fedex(request: Request, out: ResultBuilder) -> None:
             number = text(dig(result, "trackingNumberInfo", "trackingNumber")) or text(
                 complete.get("trackingNumber")
             )
-            error = result.get("error")
-            if isinstance(error, dict):
-                code = text(error.get("code"))
+            failure = result.get("error")
+            if isinstance(failure, dict):
+                code = text(failure.get("code"))
                 if code in _NOT_FOUND:
-                    out.not_found(number, text(error.get("message")) or "", code)
+                    out.not_found(number, text(failure.get("message")) or "", code)
                 else:
-                    out.error(code, text(error.get("message")) or "", number)
+                    out.error(code, text(failure.get("message")) or "", number)
                 continue
             for scan in items(result.get("scanEvents")):
                 place = scan.get("scanLocation") or {}
