@@ -92,7 +92,15 @@ class TransientError(WharfError):
 
 _CLIENT_ERRORS: dict[int, type[ClientError]] = {
     cls.status: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, Unprocessable)
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        Unprocessable,
+    )
 }
 
 
