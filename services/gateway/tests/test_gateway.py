@@ -4,7 +4,9 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +19,7 @@ from wharf_auth import admin, keys
 from wharf_auth.settings import AuthSettings
 from wharf_common.bus import Bus
 from wharf_common.envelope import Envelope
+from wharf_common.logs import JsonFormatter
 from wharf_gateway.routes import table
 
 PASSWORD = "correct horse battery staple"
@@ -330,3 +333,50 @@ async def test_local_objects_are_served_through_signed_urls(
     )
     async with http.get(get) as response:
         assert await response.read() == b"hello"
+
+
+async def test_rate_limit_fails_open_without_redis(
+    auth: Any, start_gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(redis_url="redis://127.0.0.1:1/0", anonymous_burst=1)
+    body = {"name": "Acme", "admin_email": "a@example.com", "admin_password": PASSWORD}
+
+    async with http.post(f"{gateway.url}/v1/tenants", json=body) as response:
+        assert response.status == 201
+
+
+async def test_tenant_creation_is_rate_limited_per_address(
+    auth: Any, start_gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(anonymous_per_second=0.01, anonymous_burst=1)
+    body = {"name": "Acme", "admin_email": "a@example.com", "admin_password": PASSWORD}
+
+    async with http.post(f"{gateway.url}/v1/tenants", json=body) as response:
+        assert response.status == 201
+    async with http.post(f"{gateway.url}/v1/tenants", json=body) as response:
+        assert response.status == 429
+        assert int(response.headers["Retry-After"]) >= 1
+
+
+async def test_access_log_line_carries_tenant_and_request_id(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("gateway"))
+    http_logger = logging.getLogger("wharf_common.http")
+    http_logger.addHandler(handler)
+    http_logger.setLevel(logging.INFO)
+    try:
+        headers = {**bearer(tenant["access_token"]), "X-Request-ID": "trace-1"}
+        async with http.get(f"{gateway.url}/v1/shipments", headers=headers) as response:
+            assert response.status == 503
+    finally:
+        http_logger.removeHandler(handler)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    line = next(line for line in lines if "/v1/shipments" in line["message"])
+    assert line["tenant"] == tenant["tenant_id"]
+    assert line["correlation_id"] == "trace-1"
+    assert tenant["access_token"] not in stream.getvalue()

@@ -138,7 +138,7 @@ class AuthService:
         request = CreateUser.model_validate(_data(envelope))
         user_id = uuid.uuid4()
         password_hash = await self.passwords.hash(request.password)
-        roles = sorted(set(request.roles))
+        roles: list[str] = sorted(set(request.roles))
         try:
             async with self.pool.acquire() as conn:
                 await self._insert_user(

@@ -54,7 +54,7 @@ class CreateUser(_Model):
 
     email: Email
     password: str = Field(min_length=12, max_length=1024)
-    roles: list[GrantableRole] = Field(default_factory=lambda: ["member"], min_length=1)
+    roles: list[GrantableRole] = Field(default=["member"], min_length=1)
 
 
 class CreateApiKey(_Model):

@@ -28,7 +28,11 @@ async def setup(rt: Runtime) -> None:
     """Mount the public API, /openapi.json and, with local storage, the signed-URL routes."""
     settings = rt.settings
     assert isinstance(settings, GatewaySettings)
-    client: redis.Redis = redis.Redis.from_url(settings.redis_url)
+    client: redis.Redis = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
     edge = Edge(rt.bus, settings, RateLimiter(client, prefix=settings.rate_limit_prefix))
     rt.app[EDGE_KEY] = edge
 

@@ -12,6 +12,7 @@ class GatewaySettings(ServiceSettings):
     http_port: int = 8080
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = 0.25
     rate_limit_prefix: str = "wharf:ratelimit"
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 100
