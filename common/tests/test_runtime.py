@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from wharf_common.bus import Bus
+from wharf_common.envelope import Envelope
+
+HERE = Path(__file__).parent
+QUEUE = "wharf.sample.work"
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Task:
+    """One task of the sample service, run as a real process."""
+
+    def __init__(self, amqp_url: str, database_url: str, tmp: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log = open(tmp / f"task-{self.port}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sample_service"],
+            cwd=HERE,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(HERE),
+                "WHARF_AMQP_URL": amqp_url,
+                "WHARF_DATABASE_URL": database_url,
+                "WHARF_HTTP_HOST": "127.0.0.1",
+                "WHARF_HTTP_PORT": str(self.port),
+                "WHARF_STORAGE_URL": f"file://{tmp}/objects",
+                "WHARF_LOG_TO_BUS": "false",
+                **env,
+            },
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_ready(self, timeout: float = 20.0) -> None:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+            while True:
+                assert self.process.poll() is None, "the task exited before it was ready"
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def start_task(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., Task]]:
+    tasks: list[Task] = []
+
+    def start(**env: str) -> Task:
+        task = Task(amqp_url, database_url, tmp_path, **env)
+        tasks.append(task)
+        return task
+
+    yield start
+    for task in tasks:
+        task.stop()
+
+
+@pytest.fixture
+async def bus(amqp_url: str) -> AsyncIterator[Bus]:
+    bus = Bus(amqp_url, service="test")
+    await bus.connect()
+    yield bus
+    await bus.close()
+
+
+async def effects(database_url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT count(*), count(DISTINCT n) FROM sample.effects")
+        assert row is not None
+        return int(row[0]), int(row[1])
+    finally:
+        await conn.close()
+
+
+async def wait_for_effects(database_url: str, expected: int, timeout: float = 60.0) -> None:
+    async with asyncio.timeout(timeout):
+        while (await effects(database_url))[1] < expected:
+            await asyncio.sleep(0.2)
+
+
+async def test_killed_consumer_redelivers_and_effect_happens_once(
+    start_task: Callable[..., Task], bus: Bus, database_url: str
+) -> None:
+    doomed = start_task(WHARF_CONCURRENCY="4")
+    survivor = start_task(WHARF_CONCURRENCY="4")
+    await asyncio.gather(doomed.wait_ready(), survivor.wait_ready())
+
+    total = 60
+    for n in range(total):
+        await bus.send(QUEUE, Envelope(type="sample.work", body={"n": n, "sleep": 0.1}))
+    await asyncio.sleep(0.6)
+    doomed.process.send_signal(signal.SIGKILL)
+
+    await wait_for_effects(database_url, total)
+    assert await effects(database_url) == (total, total)
+
+
+async def test_sigterm_under_load_finishes_in_flight_work_and_exits_zero(
+    start_task: Callable[..., Task], bus: Bus, database_url: str
+) -> None:
+    task = start_task(WHARF_CONCURRENCY="4", WHARF_STOP_TIMEOUT="10")
+    await task.wait_ready()
+
+    total = 80
+    for n in range(total):
+        await bus.send(QUEUE, Envelope(type="sample.work", body={"n": n, "sleep": 0.05}))
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    task.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(task.process.wait, 15)
+
+    assert code == 0
+    assert time.monotonic() - started < 10
+    successor = start_task(WHARF_CONCURRENCY="4")
+    await successor.wait_ready()
+    await wait_for_effects(database_url, total)
+    assert await effects(database_url) == (total, total)
+
+
+async def test_start_line_has_version_and_no_secrets(
+    start_task: Callable[..., Task], tmp_path: Path
+) -> None:
+    task = start_task(WHARF_STORAGE_SIGNING_KEY="very-secret-value")
+    await task.wait_ready()
+    task.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(task.process.wait, 15)
+
+    output = Path(task.log.name).read_text()
+    assert "starting sample 0" in output
+    assert "very-secret-value" not in output
