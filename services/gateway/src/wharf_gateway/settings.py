@@ -24,6 +24,6 @@ class GatewaySettings(ServiceSettings):
 
     issuer: str = "wharf"
     token_leeway: float = 5.0
-    jwks_refresh_interval: float = 300.0
+    jwks_refresh_interval: float = 60.0
     jwks_min_refetch: float = 1.0
     api_key_cache_seconds: float = 10.0
