@@ -1,0 +1,192 @@
+"""The gateway's request path: limits, credentials, validation, and the call behind.
+
+Each request goes through the same steps, in order: body-size limit (413),
+credential (401), role or scope (403), per-tenant rate limit (429), body and
+path validation (422), then the route's handler with an absolute deadline
+carried on the bus (504 when it passes, 503 when nobody answers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from wharf_common import deadlines, logs
+from wharf_common.bus import Bus
+from wharf_common.envelope import Envelope
+from wharf_common.errors import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
+from wharf_common.http import REQUEST_ID_KEY
+from wharf_gateway.credentials import ApiKeyVerifier, Principal, TokenVerifier
+from wharf_gateway.ratelimit import RateLimiter
+from wharf_gateway.routes import Route
+from wharf_gateway.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+
+AUTH_QUEUE = "wharf.auth.rpc"
+_USER_ROLES = frozenset({"admin", "member"})
+
+
+@dataclass
+class Call:
+    """One request as a handler sees it: validated inputs and a verified caller."""
+
+    request: web.Request
+    route: Route
+    principal: Principal | None
+    body: BaseModel | None
+    path: BaseModel | None
+    query: BaseModel | None
+    deadline: Any
+
+
+class Edge:
+    """Runs every public request through the gateway's checks to its handler."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: GatewaySettings,
+        limiter: RateLimiter,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.limiter = limiter
+        self.tokens = TokenVerifier(
+            self._fetch_jwks,
+            issuer=settings.issuer,
+            leeway=settings.token_leeway,
+            min_refetch=settings.jwks_min_refetch,
+        )
+        self.api_keys = ApiKeyVerifier(self._verify_api_key, ttl=settings.api_key_cache_seconds)
+
+    async def call_auth(
+        self, call: Call | None, type: str, data: dict[str, Any], **extra: Any
+    ) -> Any:
+        """Ask auth over RPC, carrying the caller, correlation id and deadline."""
+        envelope = Envelope(type=type, body={"data": data, **extra})
+        if call is not None:
+            envelope.correlation_id = call.request[REQUEST_ID_KEY]
+            envelope.deadline = call.deadline
+            if call.principal is not None:
+                envelope.tenant = call.principal.tenant
+                envelope.body["caller"] = call.principal.caller()
+        return await self.bus.call(AUTH_QUEUE, envelope, timeout=self.settings.request_timeout)
+
+    async def _fetch_jwks(self) -> Any:
+        return await self.call_auth(None, "auth.jwks", {})
+
+    async def _verify_api_key(self, key: str) -> Any:
+        return await self.call_auth(None, "auth.verify_api_key", {"key": key})
+
+    def handler(self, route: Route) -> Any:
+        """The aiohttp handler that runs `route` through every check."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            deadline = deadlines.deadline_in(self.settings.request_timeout)
+            if route.body is not None or route.content_type != "application/json":
+                self._check_size(request)
+            principal = await self._authenticate(request, route)
+            await self._limit(request, principal)
+            path = (
+                route.path_params.model_validate(request.match_info) if route.path_params else None
+            )
+            query = route.query.model_validate(dict(request.query)) if route.query else None
+            if route.handler is None:
+                raise ServiceUnavailable(f"the {route.service} service is not available yet")
+            body = None
+            if route.body is not None:
+                body = route.body.model_validate(await self._read_json(request))
+            call = Call(request, route, principal, body, path, query, deadline)
+            return await route.handler(call)
+
+        return handle
+
+    def _check_size(self, request: web.Request) -> None:
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_size:
+            raise PayloadTooLarge(f"the body exceeds {self.settings.max_body_size} bytes")
+
+    async def _read_json(self, request: web.Request) -> Any:
+        limit = self.settings.max_body_size
+        data = bytearray()
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            data += chunk
+            if len(data) > limit:
+                raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        if not data:
+            return {}
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise BadRequest("the body is not valid JSON") from exc
+
+    async def _authenticate(self, request: web.Request, route: Route) -> Principal | None:
+        if route.access == "public":
+            return None
+        principal = await self._credential(request)
+        if principal is None:
+            raise Unauthorized("this route needs an access token or an API key")
+        # The runtime's access-log line is written after the handler returns, in
+        # this same task: setting the tenant here puts it on that line too.
+        logs.tenant.set(principal.tenant)
+        if not _allowed(route, principal):
+            raise Forbidden("the credential does not allow this operation")
+        return principal
+
+    async def _credential(self, request: web.Request) -> Principal | None:
+        authorization = request.headers.get("Authorization", "")
+        scheme, _, value = authorization.partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and value:
+            return await self.tokens.verify(value)
+        if scheme.lower() == "apikey" and value:
+            return await self.api_keys.verify(value)
+        if authorization:
+            raise Unauthorized("unsupported Authorization scheme")
+        key = request.headers.get("X-API-Key", "").strip()
+        if key:
+            return await self.api_keys.verify(key)
+        return None
+
+    async def _limit(self, request: web.Request, principal: Principal | None) -> None:
+        s = self.settings
+        if principal is None:
+            bucket, rate, burst = (
+                f"address:{request.remote}",
+                s.anonymous_per_second,
+                s.anonymous_burst,
+            )
+        else:
+            bucket, rate, burst = (
+                f"tenant:{principal.tenant}",
+                s.rate_limit_per_second,
+                s.rate_limit_burst,
+            )
+        decision = await self.limiter.take(bucket, rate=rate, burst=burst)
+        if not decision.allowed:
+            raise TooManyRequests("rate limit exceeded", retry_after=decision.retry_after)
+
+
+def _allowed(route: Route, principal: Principal) -> bool:
+    if route.access == "ops":
+        return principal.kind == "user" and "ops" in principal.roles
+    if route.access == "admin":
+        return principal.kind == "user" and "admin" in principal.roles
+    if principal.kind == "api_key":
+        return route.scope is not None and route.scope in principal.scopes
+    if route.access == "carrier":
+        return False
+    return bool(_USER_ROLES.intersection(principal.roles))

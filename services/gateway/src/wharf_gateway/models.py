@@ -1,0 +1,111 @@
+"""Request and answer bodies of the public API; they also generate the OpenAPI document."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Scope = Annotated[str, Field(max_length=64, pattern=r"^[a-z][a-z-]*:[a-z][a-z-]*$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateTenant(_Body):
+    """A new tenant and its first admin user."""
+
+    name: str = Field(min_length=1, max_length=200)
+    admin_email: Email
+    admin_password: str = Field(min_length=12, max_length=1024)
+
+
+class TenantCreated(BaseModel):
+    """The tenant and admin user just created."""
+
+    tenant_id: uuid.UUID
+    admin_user_id: uuid.UUID
+
+
+class TokenRequest(_Body):
+    """Email and password."""
+
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(_Body):
+    """A refresh token."""
+
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TokenPair(BaseModel):
+    """A short-lived access token and the refresh token that renews it."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+
+
+class Revoked(BaseModel):
+    """Confirms a revocation."""
+
+    revoked: bool
+
+
+class CreateUser(_Body):
+    """A user of the caller's tenant; the ops role cannot be granted here."""
+
+    email: Email
+    password: str = Field(min_length=12, max_length=1024)
+    roles: list[Literal["admin", "member"]] = Field(default=["member"], min_length=1, max_length=2)
+
+
+class User(BaseModel):
+    """A user."""
+
+    id: uuid.UUID
+    email: str
+    roles: list[str]
+
+
+class CreateApiKey(_Body):
+    """A machine credential with scopes such as ``shipments:read``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Scope] = Field(min_length=1, max_length=50)
+
+
+class ApiKeyCreated(BaseModel):
+    """A new API key; `key` is shown this once and never again."""
+
+    id: uuid.UUID
+    name: str
+    scopes: list[str]
+    key: str
+
+
+class Jwks(BaseModel):
+    """The public keys that verify access tokens."""
+
+    keys: list[dict[str, str]]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+class JsonObject(BaseModel):
+    """A JSON object, for routes whose service defines its body."""
+
+    model_config = ConfigDict(extra="allow")

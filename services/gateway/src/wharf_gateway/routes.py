@@ -1,0 +1,167 @@
+"""The public API's route table: every /v1 route, who may call it, and what answers it.
+
+A route whose service is not built yet has no handler and answers 503; giving
+it one is the only change needed when that service arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from wharf_gateway import models
+
+if TYPE_CHECKING:
+    from wharf_gateway.edge import Call
+
+Access = Literal["public", "admin", "tenant", "carrier", "ops"]
+Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
+
+
+class IdPath(BaseModel):
+    """A route whose path names one object by id."""
+
+    id: uuid.UUID
+
+
+class CarrierPath(BaseModel):
+    """A route whose path names a carrier."""
+
+    carrier: str
+
+
+class ServicePath(BaseModel):
+    """A route whose path names a service."""
+
+    name: str
+
+
+class TrackingQuery(BaseModel):
+    """Which carrier's tracking number to list events for."""
+
+    carrier: str
+    tracking_number: str
+
+
+class LogQuery(BaseModel):
+    """Filters of a log search."""
+
+    service: str | None = None
+    level: str | None = None
+    correlation_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+class SetTaskCount(models._Body):
+    """The task count to run for a service."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class Route:
+    """One public operation."""
+
+    method: str
+    path: str
+    summary: str
+    access: Access
+    service: str
+    scope: str | None = None
+    body: type[BaseModel] | None = None
+    path_params: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    content_type: str = "application/json"
+    handler: Handler | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def operation_id(self) -> str:
+        """A stable name for the operation in the OpenAPI document."""
+        words = [w for w in self.path.replace("{", "").replace("}", "").split("/") if w]
+        cleaned = "_".join(w.replace("-", "_").replace(".", "") for w in words if w != "v1")
+        return f"{self.method.lower()}_{cleaned}"
+
+
+def table(handlers: dict[str, Handler]) -> list[Route]:
+    """Every public route; `handlers` maps operation ids to the handlers built so far."""
+    routes = [
+        Route("POST", "/v1/tenants", "Create a tenant and its first admin user", "public", "auth",
+              body=models.CreateTenant, response=models.TenantCreated, status=201),
+        Route("POST", "/v1/auth/token", "Exchange email and password for tokens", "public",
+              "auth", body=models.TokenRequest, response=models.TokenPair),
+        Route("POST", "/v1/auth/refresh", "Rotate a refresh token", "public", "auth",
+              body=models.RefreshRequest, response=models.TokenPair),
+        Route("POST", "/v1/auth/logout", "Revoke a refresh token", "public", "auth",
+              body=models.RefreshRequest, response=models.Revoked),
+        Route("GET", "/.well-known/jwks.json", "Public signing keys", "public", "auth",
+              response=models.Jwks),
+        Route("POST", "/v1/users", "Add a user with roles", "admin", "auth",
+              body=models.CreateUser, response=models.User, status=201),
+        Route("POST", "/v1/api-keys", "Create an API key; the key is shown once", "admin",
+              "auth", body=models.CreateApiKey, response=models.ApiKeyCreated, status=201),
+        Route("DELETE", "/v1/api-keys/{id}", "Revoke an API key", "admin", "auth",
+              path_params=IdPath, response=models.Revoked),
+        Route("POST", "/v1/shipments", "Create a shipment", "tenant", "carrier-ingest",
+              scope="shipments:write", body=models.JsonObject, status=201),
+        Route("GET", "/v1/shipments", "List shipments", "tenant", "carrier-ingest",
+              scope="shipments:read"),
+        Route("GET", "/v1/shipments/{id}", "A shipment, its status and history", "tenant",
+              "carrier-ingest", scope="shipments:read", path_params=IdPath),
+        Route("POST", "/v1/templates", "Upload a template version", "tenant", "documents",
+              scope="templates:write", content_type="multipart/form-data", status=201),
+        Route("GET", "/v1/templates", "List templates", "tenant", "documents",
+              scope="templates:read"),
+        Route("POST", "/v1/documents", "Render one PDF", "tenant", "documents",
+              scope="documents:write", body=models.JsonObject, status=202),
+        Route("GET", "/v1/documents/{id}", "A render job", "tenant", "documents",
+              scope="documents:read", path_params=IdPath),
+        Route("POST", "/v1/document-batches", "Render many PDFs", "tenant", "documents",
+              scope="documents:write", body=models.JsonObject, status=202),
+        Route("GET", "/v1/document-batches/{id}", "A batch's progress and bundle", "tenant",
+              "documents", scope="documents:read", path_params=IdPath),
+        Route("POST", "/v1/carriers/{carrier}/events", "A raw carrier payload", "carrier",
+              "carrier-ingest", scope="carrier:ingest", path_params=CarrierPath,
+              body=models.JsonObject, status=202),
+        Route("GET", "/v1/tracking-events", "Canonical tracking events", "tenant",
+              "carrier-ingest", scope="tracking:read", query=TrackingQuery),
+        Route("POST", "/v1/carrier-documents", "Fetch carrier documents for shipments",
+              "tenant", "carrier-ingest", scope="carrier-documents:write",
+              body=models.JsonObject, status=202),
+        Route("GET", "/v1/carrier-documents/{id}", "A carrier-documents job and manifest",
+              "tenant", "carrier-ingest", scope="carrier-documents:read", path_params=IdPath),
+        Route("GET", "/v1/logs", "Search logs", "ops", "log-sink", query=LogQuery),
+        Route("GET", "/v1/ops/services", "Task counts and queue depths", "ops", "ops"),
+        Route("PUT", "/v1/ops/services/{name}/tasks", "Set a service's task count", "ops", "ops",
+              path_params=ServicePath, body=SetTaskCount),
+        Route("POST", "/v1/webhooks", "Register a webhook endpoint", "tenant", "webhooks",
+              scope="webhooks:write", body=models.JsonObject, status=201),
+        Route("GET", "/v1/webhooks", "List webhook endpoints", "tenant", "webhooks",
+              scope="webhooks:read"),
+        Route("DELETE", "/v1/webhooks/{id}", "Remove a webhook endpoint", "tenant", "webhooks",
+              scope="webhooks:write", path_params=IdPath),
+        Route("GET", "/v1/webhooks/{id}/deliveries", "A webhook's delivery history", "tenant",
+              "webhooks", scope="webhooks:read", path_params=IdPath),
+        Route("POST", "/v1/webhooks/{id}/replay", "Replay a webhook's deliveries", "tenant",
+              "webhooks", scope="webhooks:write", path_params=IdPath, body=models.JsonObject,
+              status=202),
+        Route("POST", "/v1/uploads", "A signed upload URL and its reference", "tenant",
+              "documents", scope="uploads:write", body=models.JsonObject, status=201),
+    ]  # fmt: skip
+    return [_bind(route, handlers) for route in routes]
+
+
+def _bind(route: Route, handlers: dict[str, Handler]) -> Route:
+    handler = handlers.get(route.operation_id)
+    if handler is None:
+        return route
+    return dataclasses.replace(route, handler=handler)

@@ -1,0 +1,29 @@
+"""Settings of the gateway."""
+
+from __future__ import annotations
+
+from wharf_common.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """The gateway's settings: limits, deadlines, caches and the rate-limit store."""
+
+    service_name: str = "gateway"
+    http_port: int = 8080
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = 0.25
+    rate_limit_prefix: str = "wharf:ratelimit"
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 100
+    anonymous_per_second: float = 1.0
+    anonymous_burst: int = 20
+
+    max_body_size: int = 1024 * 1024
+    request_timeout: float = 10.0
+
+    issuer: str = "wharf"
+    token_leeway: float = 5.0
+    jwks_refresh_interval: float = 60.0
+    jwks_min_refetch: float = 1.0
+    api_key_cache_seconds: float = 10.0
