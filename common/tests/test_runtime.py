@@ -73,9 +73,7 @@ class Task:
 
 
 @pytest.fixture
-def start_task(
-    amqp_url: str, database_url: str, tmp_path: Path
-) -> Iterator[Callable[..., Task]]:
+def start_task(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Callable[..., Task]]:
     tasks: list[Task] = []
 
     def start(**env: str) -> Task:
@@ -159,6 +157,6 @@ async def test_start_line_has_version_and_no_secrets(
     task.process.send_signal(signal.SIGTERM)
     await asyncio.to_thread(task.process.wait, 15)
 
-    output = Path(task.log.name).read_text()
+    output = await asyncio.to_thread(Path(task.log.name).read_text)
     assert "starting sample 0" in output
     assert "very-secret-value" not in output

@@ -72,7 +72,7 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
     started = time.perf_counter()
     with log_context(correlation=request_id):
         try:
-            response = await handler(request)
+            response: web.StreamResponse = await handler(request)
         except web.HTTPException as exc:
             response = _http_exception(exc)
         except Exception as exc:

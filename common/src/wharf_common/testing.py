@@ -1,8 +1,11 @@
-"""Pytest fixtures for real PostgreSQL and a real S3-compatible server, each test isolated.
+"""Pytest fixtures for real RabbitMQ, PostgreSQL, Redis and S3, each test isolated.
 
-Registered for the whole repository by the root ``conftest.py``. The
-PostgreSQL server comes from ``WHARF_TEST_DATABASE_URL`` (default: the local
-server as ``postgres``); S3 is moto's standalone server on a free port.
+Registered for the whole repository by the root ``conftest.py``. Every test
+gets its own RabbitMQ virtual host (made through the management API), its
+own database, its own Redis key prefix and its own bucket, all removed
+afterwards. The servers come from ``WHARF_TEST_MANAGEMENT_URL``,
+``WHARF_TEST_AMQP_HOST``, ``WHARF_TEST_DATABASE_URL`` and
+``WHARF_TEST_REDIS_URL``; S3 is moto's standalone server on a free port.
 """
 
 from __future__ import annotations
@@ -10,16 +13,25 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import botocore.session
 import pytest
 import pytest_asyncio
+from aiohttp import web
+
+from wharf_common.runtime import Runtime, ServiceSpec
+from wharf_common.settings import ServiceSettings
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
+DEFAULT_AMQP_HOST = "guest:guest@127.0.0.1:5672"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TEST_REGION = "us-east-1"
 
 _DUMMY_AWS = {
@@ -88,3 +100,81 @@ def s3_url(s3_server: str, _s3_admin: Any) -> Iterator[str]:
         for item in listed.get("Contents", []):
             _s3_admin.delete_object(Bucket=bucket, Key=item["Key"])
         _s3_admin.delete_bucket(Bucket=bucket)
+
+
+@pytest_asyncio.fixture
+async def amqp_url() -> AsyncIterator[str]:
+    """URL of a RabbitMQ virtual host of the test's own, deleted after the test."""
+    vhost = quote(_unique("wharf-test-"), safe="")
+    api = os.environ.get("WHARF_TEST_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL).rstrip("/") + "/api"
+    host = os.environ.get("WHARF_TEST_AMQP_HOST", DEFAULT_AMQP_HOST)
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"{api}/vhosts/{vhost}") as response:
+            response.raise_for_status()
+        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+        async with http.put(f"{api}/permissions/{vhost}/guest", json=permissions) as response:
+            response.raise_for_status()
+        try:
+            yield f"amqp://{host}/{vhost}"
+        finally:
+            async with http.delete(f"{api}/vhosts/{vhost}"):
+                pass
+
+
+@pytest_asyncio.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of the test's own in Redis; its keys are deleted after the test."""
+    import redis.asyncio as redis
+
+    prefix = f"wharf-test:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(os.environ.get("WHARF_TEST_REDIS_URL", DEFAULT_REDIS_URL))
+    try:
+        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@dataclass
+class Running:
+    """A service started in this process: its runtime and its HTTP base URL."""
+
+    runtime: Runtime
+    url: str
+
+
+StartService = Callable[[ServiceSpec, ServiceSettings], Awaitable[Running]]
+
+
+@contextlib.asynccontextmanager
+async def running(spec: ServiceSpec, settings: ServiceSettings) -> AsyncIterator[Running]:
+    """Start `spec` in this process as the runtime would, on a free port; stop it after."""
+    rt = Runtime(spec, settings)
+    await spec.setup(rt)
+    runner = web.AppRunner(rt.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        await rt.connect()
+        await rt.start_work()
+        yield Running(rt, f"http://127.0.0.1:{port}")
+    finally:
+        rt.stopping.set()
+        await rt.drain()
+        await runner.cleanup()
+        await rt.close()
+
+
+@pytest_asyncio.fixture
+async def start_service() -> AsyncIterator[StartService]:
+    """Start services in-process for one test; all are stopped when it ends."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(spec: ServiceSpec, settings: ServiceSettings) -> Running:
+            return await stack.enter_async_context(running(spec, settings))
+
+        yield start
