@@ -149,7 +149,7 @@ class SafeURLFetcher(URLFetcher):  # type: ignore[misc]
 
     def _http(self, url: str) -> URLFetcherResponse:
         for _ in range(self._policy.max_redirects + 1):
-            response, connection = self._request(url)
+            response, connection = self._send(url)
             try:
                 if response.status in _REDIRECTS:
                     location = response.getheader("Location")
@@ -166,7 +166,7 @@ class SafeURLFetcher(URLFetcher):  # type: ignore[misc]
                 connection.close()
         raise FetchRefused(f"more than {self._policy.max_redirects} redirects")
 
-    def _request(self, url: str) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    def _send(self, url: str) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):

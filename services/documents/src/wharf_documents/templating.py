@@ -12,7 +12,12 @@ from typing import Any
 import jinja2
 from babel import UnknownLocaleError
 from babel.dates import format_date, format_datetime
-from babel.numbers import UnknownCurrencyError, format_currency, get_currency_precision
+from babel.numbers import (
+    UnknownCurrencyError,
+    format_currency,
+    get_currency_precision,
+    is_currency,
+)
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup, escape
 
@@ -61,6 +66,8 @@ class _Environment(ImmutableSandboxedEnvironment):
 def money(value: Any, currency: str, locale: str = DEFAULT_LOCALE) -> str:
     """Format an amount in `currency`, rounded half up to the currency's minor unit."""
     amount = _decimal(value)
+    if not isinstance(currency, str) or not is_currency(currency):
+        raise _FilterError(f"money: {currency!r} is not an ISO 4217 currency code")
     try:
         precision = get_currency_precision(currency)
         quantum = Decimal(1).scaleb(-precision)
