@@ -109,6 +109,8 @@ async def test_template_error_is_reported_with_its_reason(renderer: Renderer) ->
         "<style>@import url(file:///etc/hostname);</style>",
         '<img src="http://169.254.169.254/latest/meta-data/">',
         '<img src="http://127.0.0.1:8080/">',
+        '<svg width="10" height="10"><image href="file:///etc/passwd" width="9" height="9"/></svg>',
+        '<object data="file:///etc/passwd" type="image/png"></object>',
     ],
 )
 async def test_local_files_and_internal_hosts_fail_the_render(
@@ -157,6 +159,14 @@ async def test_page_and_output_caps_fail_with_too_large() -> None:
 
     assert pages.value.reason == "too_large"
     assert template.value.reason == "too_large"
+
+
+async def test_data_that_cannot_reach_a_worker_fails_cleanly(renderer: Renderer) -> None:
+    with pytest.raises(RenderError) as failure:
+        await renderer.render(RenderRequest("{{ x }}", {"x": lambda: None}))
+
+    assert failure.value.reason == "render_failed"
+    assert (await renderer.render(RenderRequest("<p>still fine</p>"))).pages == 1
 
 
 async def test_expired_deadline_fails_before_rendering(renderer: Renderer) -> None:

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterable
 from io import BytesIO
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from pypdf import PdfReader, PdfWriter
 
@@ -80,7 +80,7 @@ def _open_pdf(source: PdfSource) -> PdfReader:
     return PdfReader(Path(source))
 
 
-def _copy_into(source: PdfSource, member: BinaryIO) -> None:
+def _copy_into(source: PdfSource, member: IO[bytes]) -> None:
     if isinstance(source, bytes):
         member.write(source)
         return

@@ -22,7 +22,7 @@ from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
-from wharf_documents.errors import FetchFailed, FetchRefused, TooLarge
+from wharf_documents.errors import FetchFailed, FetchRefused, RenderError, TooLarge
 
 ASSET_HOST = "assets.wharf.invalid"
 ASSET_BASE_URL = f"https://{ASSET_HOST}/"
@@ -108,9 +108,22 @@ class SafeURLFetcher(URLFetcher):  # type: ignore[misc]
             if normal is not None:
                 self._assets[normal] = content
         self._fetched = 0
+        self.failure: RenderError | None = None
 
     def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> URLFetcherResponse:
-        """Return the resource at `url`, or raise a RenderError saying why it is refused."""
+        """Return the resource at `url`, or raise a RenderError saying why it is refused.
+
+        The first failure is also kept in `failure`: WeasyPrint swallows some
+        (inside SVG images), and the render must still fail.
+        """
+        try:
+            return self._fetch(url)
+        except RenderError as exc:
+            if self.failure is None:
+                self.failure = exc
+            raise
+
+    def _fetch(self, url: str) -> URLFetcherResponse:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme == "https" and parts.netloc.lower() == ASSET_HOST:

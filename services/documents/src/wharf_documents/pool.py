@@ -118,7 +118,7 @@ class WorkerPool:
         if self._pool is None or not self._pool.active:
             if self._pool is not None:
                 logger.warning("worker pool broke; starting a new one")
-                self._pool.stop()
+                self._pool.stop()  # type: ignore[no-untyped-call]
             # Forked children of a threaded asyncio process are unsafe: start
             # workers from a clean server process that has imported the renderer.
             context = multiprocessing.get_context("forkserver")
@@ -157,10 +157,10 @@ class WorkerPool:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        pool.close()
+        pool.close()  # type: ignore[no-untyped-call]
         try:
             await asyncio.to_thread(pool.join, grace)
         except TimeoutError:
             logger.warning("workers still busy after %s s; stopping them", grace)
-            pool.stop()
+            pool.stop()  # type: ignore[no-untyped-call]
             await asyncio.to_thread(pool.join)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,6 +105,8 @@ def render_pdf(
         if isinstance(exc.__cause__, RenderError):
             raise exc.__cause__ from None
         raise FetchFailed(str(exc)) from None
+    if fetcher.failure is not None:
+        raise fetcher.failure
 
     if len(pdf) > limits.max_output_bytes:
         raise TooLarge(f"the PDF is larger than {limits.max_output_bytes} bytes")
@@ -185,7 +188,13 @@ class Renderer:
         left = deadlines.remaining(deadline)
         if left is not None:
             timeout = min(timeout, left)
-        return await self.pool.run(_render_job, job, budget=timeout)
+        try:
+            return await self.pool.run(_render_job, job, budget=timeout)
+        except RenderError:
+            raise
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            # The worker wraps its own failures, so these come from sending the job.
+            raise RenderError(f"the job cannot be sent to a worker: {exc}") from None
 
     def _job(self, request: RenderRequest) -> _Job:
         settings = self.settings

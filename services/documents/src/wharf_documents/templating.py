@@ -18,7 +18,8 @@ from babel.numbers import (
     get_currency_precision,
     is_currency,
 )
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from wharf_documents.barcodes import BarcodeValueError, code128_svg, qr_svg
