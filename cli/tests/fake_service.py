@@ -2,7 +2,8 @@
 
 Serves /healthz, /readyz and /metrics on WHARF_OPS_PORT. FAKE_READY_AFTER
 delays readiness (seconds); on SIGTERM it waits FAKE_DRAIN seconds, writes
-``drained`` to its log and exits 0.
+``drained`` to its log and exits 0. With FAKE_IGNORE_SIGTERM=1 it never stops
+by itself.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ async def _serve() -> int:
     print(f"serving on {port}, http port {os.environ.get('WHARF_HTTP_PORT')}", flush=True)
 
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    if os.environ.get("FAKE_IGNORE_SIGTERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await asyncio.sleep(float(os.environ.get("FAKE_DRAIN", "0")))
     await runner.cleanup()

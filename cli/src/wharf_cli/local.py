@@ -100,6 +100,7 @@ class ControlServer:
 
     async def start(self) -> str:
         """Listen, write ``run/supervisor.json`` and return the address."""
+        self._home.run.mkdir(parents=True, exist_ok=True)
         await self._runner.setup()
         path = self._home.control_socket
         site: web.BaseSite

@@ -82,12 +82,12 @@ async def check_rabbitmq(amqp_url: str, management_url: str) -> Problem | None:
         summary = f"RabbitMQ is not reachable at {host}:{port} (WHARF_AMQP_URL): {error}"
         return Problem(summary, (*_RABBITMQ_FIX, _HINT))
 
-    base, auth = split_credentials(management_url)
+    base, headers = split_credentials(management_url)
     mhost, mport = _address(management_url, 15672)
     timeout = aiohttp.ClientTimeout(total=_TIMEOUT)
     try:
         async with (
-            aiohttp.ClientSession(auth=auth, timeout=timeout) as session,
+            aiohttp.ClientSession(headers=headers, timeout=timeout) as session,
             session.get(base.rstrip("/") + "/api/overview") as response,
         ):
             status = response.status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -14,25 +14,26 @@ logger = logging.getLogger(__name__)
 _TIMEOUT = 5.0
 
 
-def split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
-    """`url` without its user and password, and those as basic auth."""
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without its user and password, and headers that carry them instead."""
     parts = urlsplit(url)
     if parts.username is None:
-        return url, None
+        return url, {}
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
-    auth = aiohttp.BasicAuth(parts.username, parts.password or "")
-    return urlunsplit(parts._replace(netloc=netloc)), auth
+    login, password = unquote(parts.username), unquote(parts.password or "")
+    headers = {"Authorization": aiohttp.encode_basic_auth(login, password)}
+    return urlunsplit(parts._replace(netloc=netloc)), headers
 
 
 async def fetch_queues(management_url: str) -> list[dict[str, Any]]:
     """Every queue's name and message counts, from ``/api/queues``."""
-    base, auth = split_credentials(management_url)
+    base, headers = split_credentials(management_url)
     url = base.rstrip("/") + "/api/queues"
     params = {"columns": "name,messages_ready,messages_unacknowledged"}
     client_timeout = aiohttp.ClientTimeout(total=_TIMEOUT)
     async with (
-        aiohttp.ClientSession(auth=auth, timeout=client_timeout) as session,
+        aiohttp.ClientSession(headers=headers, timeout=client_timeout) as session,
         session.get(url, params=params) as response,
     ):
         response.raise_for_status()

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,15 +26,14 @@ from wharf_cli.services import ServiceSpec, service_table
 
 logger = logging.getLogger(__name__)
 
-# A task gets this long beyond its own stop timeout before it is killed.
-_KILL_GRACE = 5.0
-
 
 @dataclass(frozen=True)
 class SupervisorOptions:
     """Timing of the supervisor; tests shorten it."""
 
     stop_timeout: float = 30.0
+    # A draining task gets this long beyond its own stop timeout before it is killed.
+    kill_grace: float = 5.0
     probe_interval: float = 1.0
     probe_timeout: float = 1.0
     backoff_base: float = 1.0
@@ -139,18 +138,21 @@ class Supervisor:
         self._session = aiohttp.ClientSession(timeout=timeout)
         self._loop_task = asyncio.create_task(self._run(), name="wharf-reconcile")
 
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate` holds; it is checked after every change and probe."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
     async def wait_settled(self) -> None:
         """Wait until every service has exactly its desired tasks, all ready."""
-        async with self._changed:
-            await self._changed.wait_for(self.settled)
+        await self.wait_for(self.settled)
 
     async def stop(self) -> None:
         """Drain every task (SIGTERM, then SIGKILL after the stop timeout) and stop."""
         for name in self._desired:
             self._desired[name] = 0
         self._wake.set()
-        async with self._changed:
-            await self._changed.wait_for(lambda: not any(self._tasks.values()))
+        await self.wait_for(lambda: not any(self._tasks.values()))
         self._closing = True
         self._wake.set()
         if self._loop_task is not None:
@@ -196,10 +198,12 @@ class Supervisor:
         for name, spec in self._specs.items():
             tasks = self._tasks[name]
             active = [task for task in tasks if task.active]
-            surplus = len(active) - self._desired[name]
-            for task in sorted(active, key=lambda task: task.slot, reverse=True)[:surplus]:
-                self._terminate(task)
-            for _ in range(-surplus):
+            missing = self._desired[name] - len(active)
+            if missing < 0:
+                newest = sorted(active, key=lambda task: task.slot, reverse=True)
+                for task in newest[:-missing]:
+                    self._terminate(task)
+            for _ in range(missing):
                 await self._spawn(self._new_task(spec))
             for task in tasks:
                 if task.phase == "backoff" and task.retry_at <= now:
@@ -299,7 +303,7 @@ class Supervisor:
         logger.info("%s: draining (SIGTERM)", task.name)
         with contextlib.suppress(ProcessLookupError):
             task.process.send_signal(signal.SIGTERM)
-        deadline = self._options.stop_timeout + _KILL_GRACE
+        deadline = self._options.stop_timeout + self._options.kill_grace
         asyncio.get_running_loop().call_later(deadline, self._kill, task)
 
     def _kill(self, task: _Task) -> None:
