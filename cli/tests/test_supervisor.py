@@ -224,6 +224,8 @@ async def test_stop_drains_every_task(
         await supervisor.stop()
 
     assert all(not state.tasks for state in supervisor.status())
+    with pytest.raises(ValueError, match="stopping"):
+        supervisor.set_desired("back", 1)
     assert _stopped_exits(caplog) == {"front-1": 0, "back-1": 0, "back-2": 0}
     for pid in pids:
         assert pid is not None

@@ -43,7 +43,7 @@ _POSTGRES_AUTH_FIX = (
     " postgresql://user:password@127.0.0.1:5432/wharf",
     "(only for a local development server: 'host all all 127.0.0.1/32 trust' in pg_hba.conf)",
 )
-_HINT = "./wharf up does this itself on Debian when run as root."
+_HINT = "(./wharf starts or installs the default local servers itself when run as root.)"
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,7 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._closing = False
         self._session: aiohttp.ClientSession | None = None
         for name, count in (counts or {}).items():
@@ -149,6 +150,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Drain every task (SIGTERM, then SIGKILL after the stop timeout) and stop."""
+        self._stopping = True
         for name in self._desired:
             self._desired[name] = 0
         self._wake.set()
@@ -167,6 +169,8 @@ class Supervisor:
             raise ValueError(f"unknown service {service!r} (known: {known})")
         if count < 0:
             raise ValueError(f"task count must be 0 or more, not {count}")
+        if self._stopping:
+            raise ValueError("the stack is stopping")
 
     def _service_state(self, name: str) -> ServiceState:
         tasks = sorted(self._tasks[name], key=lambda task: task.slot)
