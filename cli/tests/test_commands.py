@@ -229,4 +229,17 @@ def test_service_not_installed_is_named(wharf: Wharf, tmp_path: Path) -> None:
     result = wharf("up", WHARF_SERVICES_FILE=str(services))
 
     assert result.returncode == 1
-    assert "not installed: ghost (wharf_no_such_service)" in result.stderr
+    assert "not installed or without a __main__: ghost (wharf_no_such_service)" in result.stderr
+
+
+def test_package_without_main_is_named(wharf: Wharf, tmp_path: Path) -> None:
+    package = tmp_path / "lib" / "wharf_library_only"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    services = tmp_path / "nomain.toml"
+    services.write_text('[[service]]\nname = "lib"\nmodule = "wharf_library_only"\n')
+
+    result = wharf("up", WHARF_SERVICES_FILE=str(services), PYTHONPATH=str(tmp_path / "lib"))
+
+    assert result.returncode == 1
+    assert "without a __main__: lib (wharf_library_only)" in result.stderr

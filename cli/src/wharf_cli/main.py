@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -45,13 +46,22 @@ def _parse_counts(pairs: Sequence[str], specs: Sequence[ServiceSpec]) -> dict[st
     return counts
 
 
+def _runnable(module: str) -> bool:
+    # Looks for the package's __main__.py without importing the package.
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        return False
+    locations = spec.submodule_search_locations or []
+    return any((Path(location) / "__main__.py").is_file() for location in locations)
+
+
 def _not_installed(specs: Sequence[ServiceSpec], counts: dict[str, int]) -> list[ServiceSpec]:
     return [
         spec
         for spec in specs
         if not spec.command
         and counts.get(spec.name, spec.default_tasks) > 0
-        and importlib.util.find_spec(spec.module) is None
+        and not _runnable(spec.module)
     ]
 
 
@@ -82,7 +92,7 @@ async def _up(args: argparse.Namespace, settings: CliSettings, specs: Sequence[S
     if missing:
         names = ", ".join(f"{spec.name} ({spec.module})" for spec in missing)
         print(
-            f"not installed: {names}\n"
+            f"not installed or without a __main__: {names}\n"
             "  ./wharf installs every service under services/;"
             " leave one out with --tasks NAME=0",
             file=sys.stderr,
