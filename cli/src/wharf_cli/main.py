@@ -1,0 +1,255 @@
+"""The ``wharf`` command: up, scale, status and down for the stack on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from wharf_cli.backend import BackendError, ServiceState
+from wharf_cli.local import LocalBackend, NotRunningError, read_info
+from wharf_cli.output import status_json, status_table
+from wharf_cli.preflight import database_name, preflight
+from wharf_cli.queues import queue_depths
+from wharf_cli.services import ServiceSpec, load_services
+from wharf_cli.settings import CliSettings
+from wharf_cli.stack import print_table, run_detached, run_foreground
+
+_Command = Callable[
+    [argparse.Namespace, CliSettings, Sequence[ServiceSpec]], Coroutine[Any, Any, int]
+]
+
+
+class UsageError(Exception):
+    """A mistake in the command line; the message says which."""
+
+
+def _parse_counts(pairs: Sequence[str], specs: Sequence[ServiceSpec]) -> dict[str, int]:
+    known = {spec.name for spec in specs}
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value.isdigit():
+            raise UsageError(f"--tasks takes SERVICE=N, not {pair!r}")
+        if name not in known:
+            raise UsageError(f"unknown service {name!r} (known: {', '.join(sorted(known))})")
+        counts[name] = int(value)
+    return counts
+
+
+def _runnable(module: str) -> bool:
+    # Looks for the package's __main__.py without importing the package.
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        return False
+    locations = spec.submodule_search_locations or []
+    return any((Path(location) / "__main__.py").is_file() for location in locations)
+
+
+def _not_installed(specs: Sequence[ServiceSpec], counts: dict[str, int]) -> list[ServiceSpec]:
+    return [
+        spec
+        for spec in specs
+        if not spec.command
+        and counts.get(spec.name, spec.default_tasks) > 0
+        and not _runnable(spec.module)
+    ]
+
+
+async def _up(args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]) -> int:
+    counts = _parse_counts(args.tasks, specs)
+    ready_timeout = settings.ready_timeout if args.timeout is None else args.timeout
+    if args.supervisor:
+        return await run_foreground(
+            settings, specs, counts, ready_timeout=ready_timeout, announce=False
+        )
+
+    backend = LocalBackend(settings.wharf_home)
+    try:
+        running = await backend.running()
+    finally:
+        await backend.close()
+    if running:
+        info = read_info(settings.wharf_home)
+        pid = info.pid if info else "?"
+        print(
+            f"a Wharf stack is already running here (supervisor pid {pid});"
+            " see wharf status, or stop it with wharf down",
+            file=sys.stderr,
+        )
+        return 1
+
+    missing = _not_installed(specs, counts)
+    if missing:
+        names = ", ".join(f"{spec.name} ({spec.module})" for spec in missing)
+        print(
+            f"not installed or without a __main__: {names}\n"
+            "  ./wharf installs every service under services/;"
+            " leave one out with --tasks NAME=0",
+            file=sys.stderr,
+        )
+        return 1
+
+    problems, created = await preflight(
+        settings.amqp_url, settings.management_url, settings.database_url
+    )
+    if problems:
+        print("\n\n".join(problem.render() for problem in problems), file=sys.stderr)
+        return 1
+    if created:
+        print(f"created database {database_name(settings.database_url)}")
+
+    if args.detach:
+        return await run_detached(settings, counts, ready_timeout=ready_timeout)
+    return await run_foreground(settings, specs, counts, ready_timeout=ready_timeout, announce=True)
+
+
+async def _wait_settled(backend: LocalBackend, service: str, within: float) -> ServiceState:
+    deadline = time.monotonic() + within
+    while True:
+        state = next(state for state in await backend.status() if state.name == service)
+        if state.settled or time.monotonic() >= deadline:
+            return state
+        await asyncio.sleep(0.2)
+
+
+async def _scale(
+    args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
+) -> int:
+    backend = LocalBackend(settings.wharf_home)
+    try:
+        state = await backend.scale(args.service, args.count)
+        if not args.no_wait:
+            # Scaling in waits for surplus tasks to drain, which may take their stop timeout.
+            within = max(settings.ready_timeout, settings.stop_timeout + 10)
+            state = await _wait_settled(backend, args.service, within)
+    finally:
+        await backend.close()
+    await print_table([state], settings)
+    if not args.no_wait and not state.settled:
+        print(f"{args.service} has not settled yet; see wharf status", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _status(
+    args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
+) -> int:
+    backend = LocalBackend(settings.wharf_home)
+    try:
+        states = await backend.status()
+    finally:
+        await backend.close()
+    depths = await queue_depths(settings.management_url, [state.name for state in states])
+    print(status_json(states, depths) if args.json else status_table(states, depths))
+    return 0
+
+
+async def _down(
+    args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
+) -> int:
+    home = settings.wharf_home
+    backend = LocalBackend(home)
+    try:
+        await backend.stop()
+    except NotRunningError:
+        print("no Wharf stack is running")
+        return 0
+    finally:
+        await backend.close()
+
+    print(f"stopping: draining tasks (up to {settings.stop_timeout:g}s)", flush=True)
+    info = read_info(home)
+    deadline = time.monotonic() + settings.stop_timeout + 15
+    while info is not None and time.monotonic() < deadline:
+        if info.pid != os.getpid() and not _alive(info.pid):
+            break
+        await asyncio.sleep(0.2)
+        info = read_info(home)
+    if info is not None and _alive(info.pid) and info.pid != os.getpid():
+        print(f"the supervisor (pid {info.pid}) is still stopping", file=sys.stderr)
+        return 1
+    print("stopped")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``wharf``."""
+    parser = argparse.ArgumentParser(
+        prog="wharf", description="Run Wharf on this machine, scale it and see its status."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start every service as local processes")
+    up.add_argument("--detach", action="store_true", help="run in the background")
+    up.add_argument(
+        "--tasks",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SERVICE=N",
+        help="task count of a service (default 1 each)",
+    )
+    up.add_argument("--timeout", type=float, help="seconds to wait for every task to be ready")
+    up.add_argument("--supervisor", action="store_true", help=argparse.SUPPRESS)
+    up.set_defaults(handler=_up)
+
+    scale = commands.add_parser("scale", help="change a service's task count while it runs")
+    scale.add_argument("service")
+    scale.add_argument("count", type=int)
+    scale.add_argument("--no-wait", action="store_true", help="return without waiting")
+    scale.set_defaults(handler=_scale)
+
+    status = commands.add_parser("status", help="task counts, health and queue depth")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+    down = commands.add_parser("down", help="stop the stack, draining every task")
+    down.set_defaults(handler=_down)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``wharf`` command; the exit code is 0 on success."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    level = logging.INFO if args.command == "up" else logging.WARNING
+    logging.getLogger("wharf_cli").setLevel(logging.DEBUG if args.verbose else level)
+    try:
+        settings = CliSettings()
+        specs = load_services(settings.services_file)
+    except (ValidationError, OSError, TypeError, ValueError) as exc:
+        print(f"wharf: bad configuration: {exc}", file=sys.stderr)
+        return 2
+
+    handler: _Command = args.handler
+    try:
+        return asyncio.run(handler(args, settings, specs))
+    except UsageError as exc:
+        print(f"wharf: {exc}", file=sys.stderr)
+        return 2
+    except BackendError as exc:
+        print(f"wharf: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,73 @@
+"""The table of services the local stack runs: data, so a new service is one more row."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to run one service as local processes."""
+
+    name: str
+    default_tasks: int = 1
+    # A shared public port is bound by every task with SO_REUSEPORT; other
+    # services get a unique WHARF_HTTP_PORT per task.
+    shared_http_port: bool = False
+    module: str = ""
+    command: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", "wharf_" + self.name.replace("-", "_"))
+
+    def argv(self) -> list[str]:
+        """The command line of one task: `command` if given, else ``python -m module``."""
+        if self.command:
+            return list(self.command)
+        return [sys.executable, "-m", self.module]
+
+
+# Each documents task starts one render worker per core, so one task already
+# uses the whole machine; more local tasks would share the cores, not add any.
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("gateway", shared_http_port=True),
+    ServiceSpec("auth"),
+    ServiceSpec("documents"),
+    ServiceSpec("carrier-ingest"),
+    ServiceSpec("log-sink"),
+)
+
+
+def service_table(specs: Iterable[ServiceSpec]) -> dict[str, ServiceSpec]:
+    """Index specs by name, refusing duplicates."""
+    table: dict[str, ServiceSpec] = {}
+    for spec in specs:
+        if spec.name in table:
+            raise ValueError(f"service {spec.name!r} listed twice")
+        table[spec.name] = spec
+    return table
+
+
+def load_services(path: Path | None) -> tuple[ServiceSpec, ...]:
+    """The built-in table, or the one in a TOML file of ``[[service]]`` tables.
+
+    Each entry takes the fields of `ServiceSpec`: ``name``, and optionally
+    ``default_tasks``, ``shared_http_port``, ``module`` or ``command``.
+    """
+    if path is None:
+        return SERVICES
+    with path.open("rb") as file:
+        data = tomllib.load(file)
+    specs = []
+    for entry in data.get("service", []):
+        fields = dict(entry)
+        if "command" in fields:
+            fields["command"] = tuple(str(arg) for arg in fields["command"])
+        specs.append(ServiceSpec(**fields))
+    service_table(specs)
+    return tuple(specs)

@@ -1,0 +1,58 @@
+"""Queue depth per service, from RabbitMQ's management API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aio_pika
+
+from wharf_cli.queues import depths, queue_depths
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672/"
+
+
+def test_depth_sums_ready_and_unacked_over_the_service_prefix() -> None:
+    queues: list[dict[str, Any]] = [
+        {"name": "wharf.documents.render", "messages_ready": 3, "messages_unacknowledged": 2},
+        {"name": "wharf.documents.bundle", "messages_ready": 1, "messages_unacknowledged": 0},
+        {"name": "wharf.documents-other.x", "messages_ready": 7, "messages_unacknowledged": 7},
+        {"name": "wharf.auth.rpc", "messages_ready": None},
+    ]
+
+    assert depths(queues, ["documents", "auth", "gateway"]) == {
+        "documents": 6,
+        "auth": 0,
+        "gateway": 0,
+    }
+
+
+async def test_depth_of_a_real_queue_counts_unacked_messages() -> None:
+    service = f"cli-test-{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"wharf.{service}.work", auto_delete=False)
+        for n in range(3):
+            await channel.default_exchange.publish(
+                aio_pika.Message(str(n).encode()), routing_key=queue.name
+            )
+        held = await queue.get(no_ack=False)
+        assert held is not None
+
+        # The management API refreshes its counters every few seconds.
+        seen = None
+        async with asyncio.timeout(30):
+            while seen != {service: 3}:
+                seen = await queue_depths(MANAGEMENT_URL, [service])
+                await asyncio.sleep(0.5)
+        await held.ack()
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await connection.close()
+
+
+async def test_unreachable_management_api_gives_no_depths() -> None:
+    assert await queue_depths("http://guest:guest@127.0.0.1:1/", ["auth"]) is None
