@@ -32,7 +32,11 @@ Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class LogSearch(BaseModel):
-    """A log search: every filter given must match; `level` is the minimum level."""
+    """A log search: every filter given must match.
+
+    `level` is the minimum level; `since` is inclusive and `until` exclusive;
+    `text` matches a substring of the message, case-insensitively.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
