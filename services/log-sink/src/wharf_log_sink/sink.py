@@ -2,7 +2,10 @@
 
 Deliveries are parsed as they arrive and held unacknowledged until their
 records are committed. A batch is written when it holds `batch_records`
-records or its first delivery has waited `batch_interval` seconds. While
+records or its first delivery has waited `batch_interval` seconds; up to
+`writers` batches are written at once, so parsing, encoding and
+PostgreSQL's work overlap (each batch is acknowledged when its own
+transaction commits, so their order does not matter). While
 PostgreSQL is away the write is retried with back-off and nothing is
 acknowledged; once prefetch is full the broker keeps the rest queued.
 A message whose records cannot be parsed goes to the dead-letter queue
@@ -68,6 +71,7 @@ class LogSink:
         prefetch: int = 4000,
         batch_records: int = 10_000,
         batch_interval: float = 0.2,
+        writers: int = 2,
         retry_max_delay: float = 5.0,
     ) -> None:
         self.bus = bus
@@ -84,8 +88,12 @@ class LogSink:
         self._has_pending = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(writers)
+        self._writing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.batches = 0
+        self.held = 0
+        """Deliveries received and not yet acknowledged."""
 
     async def start(self) -> None:
         """Declare the queue, bind it to the logs exchange and start consuming."""
@@ -113,7 +121,11 @@ class LogSink:
                 await self._task
         with contextlib.suppress(Exception, TimeoutError):
             async with asyncio.timeout(timeout):
-                await self._flush(retry=False)
+                if self._writing:
+                    await asyncio.wait(set(self._writing))
+                await self._write_and_ack(self._take(), retry=False)
+        for task in list(self._writing):
+            task.cancel()
         # Whatever is still unacknowledged goes back to the queue with the channel.
         if self._channel is not None and not self._channel.is_closed:
             with contextlib.suppress(Exception):
@@ -124,6 +136,7 @@ class LogSink:
         if parsed is None:
             return
         self._pending.append(parsed)
+        self.held += 1
         self._pending_records += len(parsed.rows)
         self._has_pending.set()
         if self._pending_records >= self.batch_records:
@@ -184,49 +197,63 @@ class LogSink:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.batch_interval):
                     await self._full.wait()
-            await self._flush(retry=True)
+            await self._slots.acquire()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._write_and_ack(batch, retry=True))
+            self._writing.add(task)
+            task.add_done_callback(self._written)
 
-    async def _flush(self, *, retry: bool) -> None:
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writing.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a log batch writer failed", exc_info=task.exception())
+
+    def _take(self) -> list[_Parsed]:
         batch, self._pending, self._pending_records = self._pending, [], 0
         self._has_pending.clear()
         self._full.clear()
-        if not batch:
-            return
-        try:
-            await self._write(batch, retry=retry)
-        except BaseException:
-            # Not written: keep the deliveries ahead of newer ones, unacknowledged.
-            self._pending[:0] = batch
-            self._pending_records += sum(len(p.rows) for p in batch)
-            self._has_pending.set()
-            raise
-        for parsed in batch:
-            await _ack(parsed.message)
+        return batch
 
-    async def _write(self, batch: list[_Parsed], *, retry: bool) -> None:
-        rows = [row for parsed in batch for row in parsed.rows]
+    async def _write_and_ack(self, batch: list[_Parsed], *, retry: bool) -> None:
+        """Write `batch`, retrying while PostgreSQL is away, then acknowledge it.
+
+        Unless `retry`, one failed attempt leaves the batch unacknowledged, and
+        closing the channel hands it back to the queue.
+        """
         delay = 0.2
         while True:
-            started = time.perf_counter()
             try:
-                added = await self.store.write(rows)
+                await self._write(batch)
+                break
             except Exception as exc:
-                if not is_transient(exc):
-                    await self._write_one_by_one(batch, exc)
-                    return
                 metrics.WRITE_FAILURES.inc()
                 if not retry or self._stopping:
-                    raise
+                    return
                 logger.warning(
-                    "writing %d log records failed (%s); retrying in %.1f s",
-                    len(rows),
+                    "writing a batch of log records failed (%s); retrying in %.1f s",
                     _reason(exc),
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay)
-                continue
-            break
+        for parsed in batch:
+            await _ack(parsed.message)
+        self.held -= len(batch)
+
+    async def _write(self, batch: list[_Parsed]) -> None:
+        rows = [row for parsed in batch for row in parsed.rows]
+        started = time.perf_counter()
+        try:
+            added = await self.store.write(rows)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await self._write_one_by_one(batch, exc)
+            return
         elapsed = time.perf_counter() - started
         self.batches += 1
         metrics.WRITE_SECONDS.observe(elapsed)
