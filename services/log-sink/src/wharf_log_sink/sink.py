@@ -57,6 +57,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         return state[:2] in _TRANSIENT_STATES
+    if isinstance(exc, ValueError | TypeError):
+        return False  # asyncpg refused to encode a value: bad data, not a bad connection
     return isinstance(exc, OSError | asyncpg.InterfaceError | TimeoutError | ConnectionError)
 
 
