@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from wharf_log_sink.cloudwatch import (
     plan_batches,
 )
 from wharf_log_sink.db import SCHEMA, RecordStore, to_row
+from wharf_log_sink.settings import LogSinkSettings
 
 from .conftest import make_record
 
@@ -202,3 +204,32 @@ async def test_a_failure_that_outlasts_the_retries_keeps_records_pending(
 
     assert await _pending(pool) == 0
     assert len(await _cloudwatch_messages(factory, group, stream)) == 5
+
+
+async def test_forwarder_from_settings_creates_its_group_and_stream(
+    pool: asyncpg.Pool, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    group = f"/wharf/test-{uuid.uuid4().hex[:8]}"
+    settings = LogSinkSettings(
+        cloudwatch_enabled=True,
+        cloudwatch_log_group=group,
+        cloudwatch_endpoint_url=moto_url,
+        cloudwatch_region=REGION,
+    )
+    await _stored_for_forwarding(pool, 3)
+    forwarder = Forwarder.from_settings(pool, settings)
+
+    task = asyncio.create_task(forwarder.run(interval=0.05))
+    try:
+        async with asyncio.timeout(10):
+            while await _pending(pool):
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert forwarder.stream.startswith("log-sink-")
+    messages = await _cloudwatch_messages(_client_factory(moto_url), group, forwarder.stream)
+    assert messages == ["event 0", "event 1", "event 2"]

@@ -55,6 +55,7 @@ async def setup(rt: Runtime) -> None:
             prefetch=settings.sink_prefetch,
             batch_records=settings.batch_records,
             batch_interval=settings.batch_interval_ms / 1000,
+            writers=settings.sink_writers,
         )
         await sink.start()
         try:

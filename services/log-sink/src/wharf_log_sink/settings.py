@@ -16,6 +16,7 @@ class LogSinkSettings(ServiceSettings):
     sink_prefetch: int = Field(default=4000, ge=1, description="Log messages held unacked")
     batch_records: int = Field(default=10_000, ge=1, description="Write after this many records")
     batch_interval_ms: int = Field(default=200, ge=1, description="...or after this long")
+    sink_writers: int = Field(default=2, ge=1, description="Batches written at once")
     retention_days: int = Field(default=14, ge=1)
     partitions_ahead: int = Field(default=2, ge=0)
     maintenance_interval: float = Field(default=3600.0, gt=0)
