@@ -1,0 +1,430 @@
+"""Object storage: S3 in production, a local directory on one machine.
+
+Both stores take the same keys (``tenant/documents/abc.pdf``) and hand out
+signed URLs, so large uploads and downloads never pass through a service's
+memory or the bus. Local signed URLs are served by the gateway through
+`object_routes`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import aioboto3
+from aiohttp import web
+from botocore.config import Config
+from botocore.exceptions import ClientError as BotoClientError
+
+from wharf_common import errors
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+SIGNED_METHODS = frozenset({"GET", "PUT"})
+
+_MAX_KEY_LENGTH = 1024
+_KEY_PART = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*")
+_META_DIR = ".meta"
+_CHUNK = 256 * 1024
+
+
+def validate_key(key: str) -> str:
+    """Return `key` when it is a safe relative object key; raise BadRequest otherwise.
+
+    A key is one or more ``/``-separated parts; a part is never empty, never
+    starts with a dot (so no ``.``, ``..`` or hidden names) and holds no
+    backslash or control character. Both stores apply the same rule, so code
+    that works against one works against the other.
+    """
+    if not key or len(key) > _MAX_KEY_LENGTH:
+        raise errors.BadRequest("object key must be 1 to 1024 characters")
+    if not all(_KEY_PART.fullmatch(part) for part in key.split("/")):
+        raise errors.BadRequest(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore(abc.ABC):
+    """Where large bodies, documents and carrier files live."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        """Store `data` under `key`, replacing any previous object."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes:
+        """Return the object's bytes; raise NotFound when there is none."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    async def exists(self, key: str) -> bool:
+        """True when an object is stored under `key`."""
+
+    @abc.abstractmethod
+    async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
+        """Return a URL that lets anyone holding it GET or PUT `key` until it expires."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+
+
+def _check_method(method: str) -> str:
+    method = method.upper()
+    if method not in SIGNED_METHODS:
+        raise ValueError(f"signed URLs support GET and PUT, not {method}")
+    return method
+
+
+class LocalStore(ObjectStore):
+    """Objects as files under a directory, with HMAC-signed URLs the gateway serves.
+
+    Writes go to a temporary file in the target directory and are renamed into
+    place, so a reader sees either the old object or the new one. The content
+    type is kept beside the data, under ``<root>/.meta/``.
+    """
+
+    def __init__(self, root: Path, signing_key: bytes, public_url: str) -> None:
+        if not signing_key:
+            raise ValueError("LocalStore needs a non-empty signing key")
+        self.root = root.resolve()
+        self._signing_key = signing_key
+        self._public_url = public_url.rstrip("/")
+
+    def path(self, key: str) -> Path:
+        """Return the file that holds `key`."""
+        return self.root / validate_key(key)
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / _META_DIR / validate_key(key)
+
+    async def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        """Store `data` under `key` atomically."""
+        path, meta = self.path(key), self._meta_path(key)
+        await asyncio.to_thread(_write_object, path, meta, data, content_type)
+
+    async def get(self, key: str) -> bytes:
+        """Return the object's bytes; raise NotFound when there is none."""
+        path = self.path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise errors.NotFound(f"no object {key!r}") from None
+
+    async def delete(self, key: str) -> None:
+        """Remove the object and its metadata, if present."""
+        path, meta = self.path(key), self._meta_path(key)
+        await asyncio.to_thread(_unlink_quietly, path, meta)
+
+    async def exists(self, key: str) -> bool:
+        """True when a file is stored under `key`."""
+        return await asyncio.to_thread(self.path(key).is_file)
+
+    async def content_type(self, key: str) -> str:
+        """Return the content type the object was stored with."""
+        meta = self._meta_path(key)
+        try:
+            return (await asyncio.to_thread(meta.read_text)).strip() or DEFAULT_CONTENT_TYPE
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return DEFAULT_CONTENT_TYPE
+
+    async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
+        """Return ``{public_url}/v1/objects/{key}?method=..&expires=..&signature=..``."""
+        method = _check_method(method)
+        validate_key(key)
+        expires = int(time.time()) + expires_in
+        query = urlencode(
+            {"method": method, "expires": expires, "signature": self._sign(key, method, expires)}
+        )
+        return f"{self._public_url}/v1/objects/{quote(key, safe='/')}?{query}"
+
+    def verify_signed(self, key: str, method: str, expires: int, signature: str) -> None:
+        """Raise Forbidden unless `signature` is valid for the key, method and unexpired time."""
+        expected = self._sign(key, method.upper(), expires)
+        if not hmac.compare_digest(expected, signature):
+            raise errors.Forbidden("invalid signature")
+        if expires < time.time():
+            raise errors.Forbidden("signed URL expired")
+
+    async def close(self) -> None:
+        """Nothing to release for a directory."""
+
+    def _sign(self, key: str, method: str, expires: int) -> str:
+        message = f"{method}\n{key}\n{expires}".encode()
+        return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
+
+    async def _put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_size: int
+    ) -> int:
+        """Write an upload chunk by chunk; raise PayloadTooLarge past `max_size` bytes."""
+        path, meta = self.path(key), self._meta_path(key)
+        tmp = await asyncio.to_thread(_open_temp, path)
+        size = 0
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_size:
+                    raise errors.PayloadTooLarge(f"upload exceeds {max_size} bytes")
+                await asyncio.to_thread(tmp.write, chunk)
+            await asyncio.to_thread(_commit_temp, tmp, path, meta, content_type)
+        except BaseException:
+            await asyncio.to_thread(_discard_temp, tmp)
+            raise
+        return size
+
+
+def _open_temp(path: Path) -> IO[bytes]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.NamedTemporaryFile(
+            "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        )
+    except (FileExistsError, NotADirectoryError):
+        raise errors.Conflict("a prefix of the key is already an object") from None
+
+
+def _commit_temp(tmp: IO[bytes], path: Path, meta: Path, content_type: str) -> None:
+    tmp.flush()
+    os.fsync(tmp.fileno())
+    tmp.close()
+    meta_tmp = _open_temp(meta)
+    with meta_tmp:
+        meta_tmp.write(content_type.encode())
+    try:
+        os.replace(meta_tmp.name, meta)
+        os.replace(tmp.name, path)
+    except IsADirectoryError:
+        _discard_temp(meta_tmp)
+        raise errors.Conflict("the key is a prefix of other objects") from None
+
+
+def _discard_temp(tmp: IO[bytes]) -> None:
+    tmp.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp.name)
+
+
+def _write_object(path: Path, meta: Path, data: bytes, content_type: str) -> None:
+    tmp = _open_temp(path)
+    try:
+        tmp.write(data)
+        _commit_temp(tmp, path, meta, content_type)
+    except BaseException:
+        _discard_temp(tmp)
+        raise
+
+
+def _unlink_quietly(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            path.unlink()
+
+
+def _problem(error: errors.ClientError) -> web.Response:
+    return web.json_response(
+        error.to_problem(), status=error.status, content_type="application/problem+json"
+    )
+
+
+def _verify_request(store: LocalStore, request: web.Request, method: str) -> str:
+    key = validate_key(request.match_info["key"])
+    query = request.query
+    if query.get("method", "").upper() != method:
+        raise errors.Forbidden("the URL is not signed for this method")
+    try:
+        expires = int(query["expires"])
+        signature = query["signature"]
+    except (KeyError, ValueError):
+        raise errors.Forbidden("missing or malformed signature") from None
+    store.verify_signed(key, method, expires, signature)
+    return key
+
+
+def object_routes(store: LocalStore, *, max_upload_size: int = 1 << 30) -> list[web.RouteDef]:
+    """Routes serving a LocalStore's signed URLs at ``/v1/objects/{key}`` (GET and PUT)."""
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        try:
+            key = _verify_request(store, request, "GET")
+            if not await store.exists(key):
+                raise errors.NotFound("no such object")
+        except errors.ClientError as error:
+            return _problem(error)
+        content_type = await store.content_type(key)
+        return web.FileResponse(store.path(key), headers={"Content-Type": content_type})
+
+    async def upload(request: web.Request) -> web.Response:
+        try:
+            key = _verify_request(store, request, "PUT")
+            if (request.content_length or 0) > max_upload_size:
+                raise errors.PayloadTooLarge(f"upload exceeds {max_upload_size} bytes")
+            content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
+            chunks = request.content.iter_chunked(_CHUNK)
+            size = await store._put_stream(key, chunks, content_type, max_upload_size)
+        except errors.ClientError as error:
+            return _problem(error)
+        logger.debug("stored a signed upload of %d bytes", size)
+        return web.Response(status=200)
+
+    return [
+        web.get("/v1/objects/{key:.+}", download),
+        web.put("/v1/objects/{key:.+}", upload),
+    ]
+
+
+class S3Store(ObjectStore):
+    """Objects in an S3 bucket (or any S3-compatible server) through aioboto3.
+
+    One client is opened by `open` and kept until `close`. Credentials come
+    from the standard AWS environment and configuration chain.
+    """
+
+    def __init__(
+        self, bucket: str, *, endpoint_url: str | None = None, region: str | None = None
+    ) -> None:
+        self.bucket = bucket
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+
+    async def open(self, *, create_bucket: bool = False) -> None:
+        """Open the client; create the bucket first when asked and it is missing."""
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"} if self._endpoint_url else {},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        session = aioboto3.Session()
+        stack = contextlib.AsyncExitStack()
+        self._client = await stack.enter_async_context(
+            session.client(
+                "s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config
+            )
+        )
+        self._exit_stack = stack
+        if create_bucket:
+            await self._ensure_bucket()
+
+    async def _ensure_bucket(self) -> None:
+        if await self._bucket_exists():
+            return
+        params: dict[str, Any] = {"Bucket": self.bucket}
+        if self._region and self._region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+        try:
+            await self._s3.create_bucket(**params)
+        except self._s3.exceptions.BucketAlreadyOwnedByYou:
+            return
+        logger.info("created bucket %s", self.bucket)
+
+    async def _bucket_exists(self) -> bool:
+        try:
+            await self._s3.head_bucket(Bucket=self.bucket)
+        except BotoClientError as error:
+            if _status(error) == 404:
+                return False
+            raise
+        return True
+
+    @property
+    def _s3(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("S3Store is not open")
+        return self._client
+
+    async def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        """Upload `data` under `key`."""
+        await self._s3.put_object(
+            Bucket=self.bucket, Key=validate_key(key), Body=data, ContentType=content_type
+        )
+
+    async def get(self, key: str) -> bytes:
+        """Download the object; raise NotFound when there is none."""
+        try:
+            response = await self._s3.get_object(Bucket=self.bucket, Key=validate_key(key))
+        except self._s3.exceptions.NoSuchKey:
+            raise errors.NotFound(f"no object {key!r}") from None
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+        return data
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; a missing key is not an error."""
+        await self._s3.delete_object(Bucket=self.bucket, Key=validate_key(key))
+
+    async def exists(self, key: str) -> bool:
+        """True when the bucket holds `key`."""
+        try:
+            await self._s3.head_object(Bucket=self.bucket, Key=validate_key(key))
+        except BotoClientError as error:
+            if _status(error) == 404:
+                return False
+            raise
+        return True
+
+    async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
+        """Return a presigned get_object or put_object URL."""
+        operation = {"GET": "get_object", "PUT": "put_object"}[_check_method(method)]
+        url: str = await self._s3.generate_presigned_url(
+            operation,
+            Params={"Bucket": self.bucket, "Key": validate_key(key)},
+            ExpiresIn=expires_in,
+        )
+        return url
+
+    async def close(self) -> None:
+        """Close the client."""
+        stack, self._exit_stack, self._client = self._exit_stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+
+def _status(error: Any) -> int | None:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in {"1", "true", "yes", "on"}
+
+
+async def open_store(url: str, *, signing_key: str, public_url: str) -> ObjectStore:
+    """Open the store a storage URL names.
+
+    ``file://relative/dir`` or ``file:///abs/dir`` gives a LocalStore (the
+    directory is created); ``s3://bucket?endpoint_url=..&region=..`` gives an
+    S3Store, which creates a missing bucket only with ``create_bucket=true``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        root = Path(parts.netloc + parts.path)
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        return LocalStore(root, signing_key.encode(), public_url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError("an s3:// storage URL needs a bucket name")
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        store = S3Store(
+            parts.netloc, endpoint_url=query.get("endpoint_url"), region=query.get("region")
+        )
+        await store.open(create_bucket=_flag(query.get("create_bucket")))
+        return store
+    raise ValueError(f"unsupported storage URL scheme {parts.scheme!r}")
