@@ -125,7 +125,9 @@ class LogSink:
             async with asyncio.timeout(timeout):
                 if self._writing:
                     await asyncio.wait(set(self._writing))
-                await self._write_and_ack(self._take(), retry=False)
+                batch = self._take()
+                if batch:
+                    await self._write_and_ack(batch, retry=False)
         for task in list(self._writing):
             task.cancel()
         # Whatever is still unacknowledged goes back to the queue with the channel.
