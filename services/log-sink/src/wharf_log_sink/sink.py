@@ -94,8 +94,8 @@ class LogSink:
         self._writing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.batches = 0
+        # Deliveries received and not yet acknowledged.
         self.held = 0
-        """Deliveries received and not yet acknowledged."""
 
     async def start(self) -> None:
         """Declare the queue, bind it to the logs exchange and start consuming."""
