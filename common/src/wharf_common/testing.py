@@ -170,8 +170,13 @@ async def running(spec: ServiceSpec, settings: ServiceSettings) -> AsyncIterator
 
 
 @pytest_asyncio.fixture
-async def start_service() -> AsyncIterator[StartService]:
-    """Start services in-process for one test; all are stopped when it ends."""
+async def start_service(amqp_url: str, database_url: str) -> AsyncIterator[StartService]:
+    """Start services in-process for one test; all are stopped when it ends.
+
+    It depends on the test's virtual host and database so that they outlive
+    the services: stopping a service whose broker vanished would wait on
+    reconnects.
+    """
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(spec: ServiceSpec, settings: ServiceSettings) -> Running:

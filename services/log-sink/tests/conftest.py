@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -18,29 +15,7 @@ from wharf_common.bus import LOGS_EXCHANGE, Bus
 from wharf_common.envelope import Envelope
 from wharf_log_sink.db import SCHEMA, RecordStore
 
-MANAGEMENT_URL = os.environ.get("WHARF_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
-AMQP_HOST = os.environ.get("WHARF_TEST_AMQP_HOST", "guest:guest@127.0.0.1:5672")
 MIGRATIONS = files("wharf_log_sink") / "migrations"
-
-
-@pytest.fixture
-async def amqp_url() -> AsyncIterator[str]:
-    """A RabbitMQ virtual host of the test's own, deleted afterwards."""
-    vhost = f"wharf-test-{uuid.uuid4().hex[:12]}"
-    api = f"{MANAGEMENT_URL.rstrip('/')}/api"
-    async with aiohttp.ClientSession() as http:
-        async with http.put(f"{api}/vhosts/{quote(vhost, safe='')}") as response:
-            response.raise_for_status()
-        async with http.put(
-            f"{api}/permissions/{quote(vhost, safe='')}/guest",
-            json={"configure": ".*", "write": ".*", "read": ".*"},
-        ) as response:
-            response.raise_for_status()
-        try:
-            yield f"amqp://{AMQP_HOST}/{quote(vhost, safe='')}"
-        finally:
-            async with http.delete(f"{api}/vhosts/{quote(vhost, safe='')}"):
-                pass
 
 
 @pytest.fixture
