@@ -18,7 +18,7 @@ SCHEMA = "things"
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     opened = await create_pool(database_url, max_size=4)
     yield opened
-    await opened.close()
+    await asyncio.wait_for(opened.close(), 10)
 
 
 def _write(directory: Path, files: dict[str, str]) -> Path:
