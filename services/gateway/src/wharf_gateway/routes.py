@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from wharf_gateway import models
 
@@ -50,13 +50,21 @@ class TrackingQuery(BaseModel):
 
 
 class LogQuery(BaseModel):
-    """Filters of a log search."""
+    """Filters of a log search: every filter given must match, newest first."""
 
-    service: str | None = None
-    level: str | None = None
-    correlation_id: str | None = None
-    since: str | None = None
-    until: str | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    service: str | None = Field(default=None, min_length=1, max_length=100)
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = Field(
+        default=None, description="The minimum level"
+    )
+    tenant: str | None = Field(default=None, min_length=1, max_length=200)
+    correlation_id: str | None = Field(default=None, min_length=1, max_length=200)
+    since: AwareDatetime | None = Field(default=None, description="Inclusive")
+    until: AwareDatetime | None = Field(default=None, description="Exclusive")
+    text: str | None = Field(default=None, min_length=1, max_length=200)
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=200)
 
 
 class SetTaskCount(models._Body):
