@@ -1,4 +1,4 @@
-"""The ``wharf`` command: up, scale, status and down for the stack on one machine."""
+"""The ``wharf`` command: up, scale, status and down for the stack on one machine, and dlq."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wharf_cli import dlq
 from wharf_cli.backend import BackendError, ServiceState
 from wharf_cli.local import LocalBackend, NotRunningError, read_info
 from wharf_cli.output import status_json, status_table
@@ -182,6 +183,12 @@ async def _down(
     return 0
 
 
+async def _dlq(
+    args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
+) -> int:
+    return await dlq.run(args, settings.amqp_url)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -226,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     down = commands.add_parser("down", help="stop the stack, draining every task")
     down.set_defaults(handler=_down)
+
+    dlq.add_parser(commands)
+    commands.choices["dlq"].set_defaults(handler=_dlq)
     return parser
 
 
