@@ -141,7 +141,7 @@ def ingest_settings(amqp_url: str, database_url: str, s3_url: str) -> CarrierIng
 async def stack(
     amqp_url: str,
     database_url: str,
-    s3_url: str,
+    storage_url: str,
     redis_prefix: str,
     ingest_settings: CarrierIngestSettings,
     start_service: StartService,
@@ -158,7 +158,7 @@ async def stack(
     )
     gateway_settings = GatewaySettings(
         amqp_url=amqp_url,
-        storage_url=s3_url,
+        storage_url=storage_url,
         log_to_bus=False,
         stop_timeout=2.0,
         rate_limit_prefix=redis_prefix,
