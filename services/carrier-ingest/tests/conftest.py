@@ -124,11 +124,17 @@ class Stack:
 
 
 @pytest.fixture
-def ingest_settings(amqp_url: str, database_url: str, s3_url: str) -> CarrierIngestSettings:
+def storage_url(s3_url: str) -> str:
+    """The object store the gateway and carrier-ingest share."""
+    return s3_url
+
+
+@pytest.fixture
+def ingest_settings(amqp_url: str, database_url: str, storage_url: str) -> CarrierIngestSettings:
     return CarrierIngestSettings(
         amqp_url=amqp_url,
         database_url=database_url,
-        storage_url=s3_url,
+        storage_url=storage_url,
         log_to_bus=False,
         stop_timeout=2.0,
         retry_base_delay=0.05,

@@ -7,11 +7,11 @@ import functools
 from importlib.resources import files
 from typing import Any
 
+from wharf_common import outbox
 from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
 from wharf_common.runtime import Runtime, ServiceSpec
 
-from . import _outbox as outbox
 from .db import SCHEMA
 from .documents import DOCUMENTS_QUEUE, DocumentJobs
 from .handlers import RPC_QUEUE, Handlers

@@ -22,13 +22,12 @@ import aioftp
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from wharf_common import deadlines
+from wharf_common import deadlines, outbox
 from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, InvalidMessage, NotFound, TransientError
 from wharf_common.storage import ObjectStore
 
-from . import _outbox as outbox
 from .db import SCHEMA
 from .ftp import CONNECTION_ERRORS, FtpPool, MissingFile
 from .settings import CarrierIngestSettings

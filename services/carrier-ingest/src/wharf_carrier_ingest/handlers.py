@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
+from wharf_common import outbox
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, Conflict, NotFound, Unauthorized
 
-from . import _outbox as outbox
 from .db import SCHEMA, StatusChange, event_row, lock_numbers, shipment_row
 from .documents import DocumentJobs
 from .ingest import STATUS_CHANGED, status_changed

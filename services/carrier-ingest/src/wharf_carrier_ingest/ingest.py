@@ -13,13 +13,13 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
+from wharf_common import outbox
 from wharf_common.consumer import Delivery
 from wharf_common.db import claim_message
 from wharf_common.envelope import Envelope
 from wharf_common.errors import InvalidMessage, NotFound
 from wharf_common.storage import ObjectStore
 
-from . import _outbox as outbox
 from .db import SCHEMA, StatusChange, advance_status, insert_events, lock_numbers, record_ingest
 from .errors import InvalidPayload, UnknownCarrier
 from .models import ParseResult, Status, TrackingEvent
