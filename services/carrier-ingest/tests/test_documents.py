@@ -141,7 +141,7 @@ async def test_five_thousand_documents_with_missing_files_and_a_dropped_connecti
     assert (job["total"], job["status"]) == (SHIPMENTS, "running")
 
     while job["status"] != "completed":
-        assert time.monotonic() - started < 45, job
+        assert time.monotonic() - started < 100, job
         await asyncio.sleep(0.2)
         job = await stack.get(tenant, f"/v1/carrier-documents/{job['id']}")
         assert job["done"] + job["missing"] + job["pending"] == SHIPMENTS
