@@ -76,6 +76,12 @@ class Edge:
         self, call: Call | None, type: str, data: dict[str, Any], **extra: Any
     ) -> Any:
         """Ask auth over RPC, carrying the caller, correlation id and deadline."""
+        return await self.call_service(AUTH_QUEUE, call, type, data, **extra)
+
+    async def call_service(
+        self, queue: str, call: Call | None, type: str, data: dict[str, Any], **extra: Any
+    ) -> Any:
+        """Ask a service over RPC; its tenant is the verified caller's, never the body's."""
         envelope = Envelope(type=type, body={"data": data, **extra})
         if call is not None:
             envelope.correlation_id = call.request[REQUEST_ID_KEY]
@@ -83,7 +89,7 @@ class Edge:
             if call.principal is not None:
                 envelope.tenant = call.principal.tenant
                 envelope.body["caller"] = call.principal.caller()
-        return await self.bus.call(AUTH_QUEUE, envelope, timeout=self.settings.request_timeout)
+        return await self.bus.call(queue, envelope, timeout=self.settings.request_timeout)
 
     async def _fetch_jwks(self) -> Any:
         return await self.call_auth(None, "auth.jwks", {})
