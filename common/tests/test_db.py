@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ SCHEMA = "things"
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     opened = await create_pool(database_url, max_size=4)
     yield opened
-    await opened.close()
+    await asyncio.wait_for(opened.close(), 10)
 
 
 def _write(directory: Path, files: dict[str, str]) -> Path:
@@ -49,6 +50,20 @@ async def test_migrations_apply_once_in_name_order(pool: asyncpg.Pool, tmp_path:
     recorded = await pool.fetch(f"SELECT name FROM {SCHEMA}.schema_migrations ORDER BY name")
     assert [r["name"] for r in recorded] == ["001_items.sql", "002_rows.sql", "003_more.sql"]
     assert await pool.fetchval(f"SELECT name FROM {SCHEMA}.items") == "second"
+
+
+async def test_migrations_can_come_from_package_resources(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    archive = tmp_path / "service.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("wharf_x/migrations/001_init.sql", "CREATE TABLE packaged (id int);")
+        zf.writestr("wharf_x/migrations/__init__.py", "")
+
+    applied = await migrate(pool, SCHEMA, zipfile.Path(archive, "wharf_x/migrations/"))
+
+    assert applied == ["001_init.sql"]
+    assert await pool.fetchval("SELECT to_regclass($1)::text", f"{SCHEMA}.packaged")
 
 
 async def test_migrate_creates_shared_tables(pool: asyncpg.Pool, tmp_path: Path) -> None:

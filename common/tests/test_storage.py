@@ -112,12 +112,19 @@ async def test_local_objects_live_under_root_without_leftovers(tmp_path: Path) -
     assert await local.content_type("a/b/c.txt") == "text/plain"
 
 
-async def test_local_key_nested_under_an_object_is_a_conflict(tmp_path: Path) -> None:
+async def test_local_key_that_is_also_a_prefix_is_a_conflict(tmp_path: Path) -> None:
     local = LocalStore(tmp_path, b"key", "http://example")
     await local.put("a", b"file")
 
     with pytest.raises(errors.Conflict):
         await local.put("a/b", b"nested")
+
+    await local.put("c/d", b"nested")
+    with pytest.raises(errors.Conflict):
+        await local.put("c", b"file")
+    with pytest.raises(errors.NotFound):
+        await local.get("c")
+    assert await local.get("c/d") == b"nested"
 
 
 async def test_open_store_file_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,241 @@
+"""Transactional outbox: messages written with the change that causes them, published after.
+
+A handler calls `enqueue` in the transaction that commits its effect; an
+`OutboxRelay` publishes committed rows to the bus and deletes them. A crash
+between commit and publish loses nothing: the row stays until its publish is
+confirmed. A crash between confirm and delete publishes the row again, so
+delivery is at least once and consumers deduplicate by message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import asyncpg
+
+from wharf_common.db import Connection, quote_schema
+from wharf_common.envelope import Envelope
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str, str, Envelope], Awaitable[None]]
+"""Publish (kind, destination, envelope) and return once the broker has confirmed it."""
+
+_MAX_IDENTIFIER = 63
+_KEEPALIVE = 30.0
+_WATCH_INTERVAL = 0.5
+_RECONNECT_DELAY = 1.0
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def channel(schema: str) -> str:
+    """Return the NOTIFY channel the outbox of `schema` signals on."""
+    quote_schema(schema)
+    name = f"{schema}_outbox"
+    if len(name) > _MAX_IDENTIFIER:
+        raise ValueError(f"schema name {schema!r} is too long for an outbox channel")
+    return name
+
+
+async def enqueue(
+    conn: Connection,
+    schema: str,
+    envelope: Envelope,
+    *,
+    kind: Literal["event", "command"],
+    destination: str,
+) -> None:
+    """Queue `envelope` for publishing once the caller's transaction commits."""
+    await conn.execute(
+        f"INSERT INTO {quote_schema(schema)}.outbox (kind, destination, envelope)"
+        " VALUES ($1, $2, $3::text::jsonb)",
+        kind,
+        destination,
+        envelope.encode().decode(),
+    )
+    await conn.execute("SELECT pg_notify($1, '')", channel(schema))
+
+
+def backoff(attempts: int, *, base: float = 1.0, cap: float = 300.0) -> float:
+    """Seconds to wait before the next try of a row that has failed `attempts` times."""
+    return min(cap, base * 2.0 ** max(0, attempts - 1))
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox rows in id order and deletes them once confirmed.
+
+    It wakes on NOTIFY from `enqueue` (over one connection it holds from the
+    pool, reopened if it drops) and also polls every `poll_interval` seconds in
+    case a notification was missed. Rows are claimed with ``FOR UPDATE SKIP
+    LOCKED``, so any number of relays, one per task, can share an outbox
+    without publishing a row twice. A failed publish stops the batch and
+    moves that row's next attempt back exponentially (capped at
+    `max_backoff`); later rows may then overtake it. No row is ever dropped.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        schema: str,
+        publish: Publish,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        publish_timeout: float = 30.0,
+        max_backoff: float = 300.0,
+    ) -> None:
+        self._pool = pool
+        self._name = schema
+        self._schema = quote_schema(schema)
+        self._channel = channel(schema)
+        self._publish = publish
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._publish_timeout = publish_timeout
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start relaying in background tasks."""
+        if self._tasks:
+            raise RuntimeError("relay already started")
+        self._stopping.clear()
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"outbox-relay:{self._channel}"),
+            asyncio.create_task(self._listen(), name=f"outbox-listen:{self._channel}"),
+        ]
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, then stop listening and polling."""
+        if not self._tasks:
+            return
+        self._stopping.set()
+        self._wake.set()
+        run, listen = self._tasks
+        self._tasks = []
+        listen.cancel()
+        done, _ = await asyncio.wait({run}, timeout=self._publish_timeout + self._poll_interval)
+        if not done:
+            logger.warning("outbox relay for %s did not finish its batch in time", self._name)
+            run.cancel()
+        for task in (run, listen):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def pending(self) -> int:
+        """Number of rows still waiting to be published."""
+        count: int = await self._pool.fetchval(f"SELECT count(*) FROM {self._schema}.outbox")
+        return count
+
+    async def relay_once(self) -> int:
+        """Publish every row that is due now; return how many went out."""
+        total = 0
+        while not self._stopping.is_set():
+            sent, complete = await self._relay_batch()
+            total += sent
+            if not complete or sent < self._batch_size:
+                break
+        return total
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            healthy = True
+            try:
+                await self.relay_once()
+            except _DB_ERRORS as error:
+                healthy = False
+                logger.warning(
+                    "outbox relay for %s cannot reach the database: %r", self._name, error
+                )
+            except Exception:
+                healthy = False
+                logger.exception("outbox relay for %s failed", self._name)
+            await self._pause(self._wake if healthy else self._stopping)
+
+    async def _pause(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), self._poll_interval)
+
+    async def _relay_batch(self) -> tuple[int, bool]:
+        """Publish one batch; return how many rows went out and whether none failed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT id, kind, destination, envelope::text AS envelope, attempts"
+                f" FROM {self._schema}.outbox WHERE next_attempt_at <= now()"
+                " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1",
+                self._batch_size,
+            )
+            published: list[int] = []
+            failed = False
+            for row in rows:
+                try:
+                    envelope = Envelope.model_validate_json(row["envelope"])
+                    await asyncio.wait_for(
+                        self._publish(row["kind"], row["destination"], envelope),
+                        self._publish_timeout,
+                    )
+                except Exception as error:
+                    failed = True
+                    await self._postpone(conn, row["id"], row["attempts"] + 1, error)
+                    break
+                published.append(row["id"])
+            if published:
+                await conn.execute(
+                    f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", published
+                )
+        return len(published), not failed
+
+    async def _postpone(
+        self, conn: Connection, row_id: int, attempts: int, error: Exception
+    ) -> None:
+        delay = backoff(attempts, base=self._poll_interval, cap=self._max_backoff)
+        await conn.execute(
+            f"UPDATE {self._schema}.outbox SET attempts = $2,"
+            " next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+            row_id,
+            attempts,
+            delay,
+        )
+        logger.warning(
+            "outbox publish failed (attempt %d), retrying in %.1fs: %r",
+            attempts,
+            delay,
+            error,
+            extra={"outbox_id": row_id},
+        )
+
+    async def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with self._pool.acquire() as conn:
+                    await conn.add_listener(self._channel, self._notified)
+                    try:
+                        self._wake.set()
+                        await self._watch(conn)
+                    finally:
+                        with contextlib.suppress(*_DB_ERRORS):
+                            await conn.remove_listener(self._channel, self._notified)
+            except _DB_ERRORS as error:
+                logger.warning("outbox listener for %s lost its connection: %r", self._name, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), _RECONNECT_DELAY)
+
+    async def _watch(self, conn: Connection) -> None:
+        """Return when the listening connection is gone; ping it now and then while quiet."""
+        idle = 0.0
+        while not conn.is_closed():
+            await asyncio.sleep(_WATCH_INTERVAL)
+            idle += _WATCH_INTERVAL
+            if idle >= _KEEPALIVE:
+                idle = 0.0
+                await conn.execute("SELECT 1", timeout=_KEEPALIVE)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
