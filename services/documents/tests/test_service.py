@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +21,7 @@ from pypdf import PdfReader
 
 from wharf_common.bus import EVENTS_EXCHANGE
 from wharf_common.testing import Running
+from wharf_documents.app import CONTEXT_KEY
 
 Stack = Callable[..., Awaitable[tuple[Running, Running]]]
 
@@ -403,3 +406,27 @@ async def test_big_batch_does_not_hold_up_another_tenants_document(
         uuid.UUID(batch["id"]),
     )
     assert pending > 100
+
+
+async def test_a_worker_killed_mid_render_is_retried(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, documents = await stack(render_workers=1, retry_base_delay=0.1)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("long", html="{% for i in range(3000) %}<p>line {{ i }}</p>{% endfor %}")
+    ctx = documents.runtime.app[CONTEXT_KEY]
+    worker = await ctx.renderer.pool.run(os.getpid)
+
+    job = await client.render(template="long")
+    async with asyncio.timeout(10):
+        while (await client.request("GET", f"/v1/documents/{job['id']}"))["status"] != "rendering":
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    os.kill(worker, signal.SIGKILL)
+    done = await client.wait(f"/v1/documents/{job['id']}", timeout=60)
+
+    assert done["status"] == "done", done
+    attempts = await ctx.db.fetchval(
+        "SELECT attempts FROM documents.jobs WHERE id = $1", uuid.UUID(job["id"])
+    )
+    assert attempts == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
+from aiohttp import web
+
 from wharf_common import claimcheck
 from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
@@ -22,6 +24,8 @@ from wharf_documents.context import (
 from wharf_documents.render import Renderer
 from wharf_documents.settings import DocumentsSettings
 
+CONTEXT_KEY: web.AppKey[Context] = web.AppKey("documents", Context)
+
 
 async def setup(rt: Runtime) -> None:
     """Serve the RPC queue, consume render and bundle commands, and relay the outbox.
@@ -33,6 +37,7 @@ async def setup(rt: Runtime) -> None:
     settings = rt.settings
     assert isinstance(settings, DocumentsSettings)
     ctx = Context(rt, settings, Renderer(settings))
+    rt.app[CONTEXT_KEY] = ctx
     workers = ctx.workers
 
     async def rpc(envelope: Envelope) -> Any:
