@@ -376,10 +376,11 @@ async def test_batch_counts_failed_items(stack: Stack, http: aiohttp.ClientSessi
         assert archive.namelist() == ["document-1.pdf", "document-3.pdf"]
 
 
+@pytest.mark.parametrize("reserved", [0, 1])
 async def test_big_batch_does_not_hold_up_another_tenants_document(
-    stack: Stack, http: aiohttp.ClientSession
+    stack: Stack, http: aiohttp.ClientSession, reserved: int
 ) -> None:
-    gateway, documents = await stack(render_workers=2, batch_window=4)
+    gateway, documents = await stack(render_workers=2, batch_window=4, reserved_workers=reserved)
     busy = await signup(http, gateway.url, "a@example.com")
     other = await signup(http, gateway.url, "b@example.com")
     slow = "{% for i in range(400) %}<p>line {{ i }} of item {{ n }}</p>{% endfor %}"

@@ -4,12 +4,13 @@ Fairness. RabbitMQ 3.10 has no priorities on quorum queues, so fairness
 comes from what this service puts on the bus and how it consumes it:
 
 - Single documents and batch items travel on separate queues
-  (``wharf.documents.render`` and ``wharf.documents.render-batch``). The
-  batch consumer takes at most ``workers - reserved_workers`` items at a
-  time (prefetch and concurrency), so with two or more workers some are
-  always free for single documents, which therefore start at once however
-  large the batches are. With one worker a single document waits for at
-  most the one batch render in progress.
+  (``wharf.documents.render`` and ``wharf.documents.render-batch``), and
+  both consumers take no more than the task has workers. A `RenderGate`
+  admits them to the workers: a single document goes before any waiting
+  batch item, so it waits at most for the first batch render in progress
+  to end. With ``reserved_workers`` set, batch items leave that many
+  workers free and a single document does not wait at all, at the cost of
+  batch throughput.
 - A batch never floods the bus. Its items are rows in ``jobs``; only a
   window of them (``batch_window``, default two per worker) is on the bus
   at a time, and each item that finishes feeds the next one, in the same

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wharf_common.runtime import Runtime
+from wharf_documents.gate import RenderGate
 from wharf_documents.render import Renderer
 from wharf_documents.settings import DocumentsSettings
 
@@ -30,11 +31,13 @@ class Context:
     settings: DocumentsSettings
     renderer: Renderer
     templates: TemplateCache = field(init=False)
+    gate: RenderGate = field(init=False)
 
     def __post_init__(self) -> None:
         from wharf_documents.templates import TemplateCache
 
         self.templates = TemplateCache(self, self.settings.template_cache_size)
+        self.gate = RenderGate(self.workers, self.batch_concurrency)
 
     @property
     def db(self) -> asyncpg.Pool:

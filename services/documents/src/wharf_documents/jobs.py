@@ -21,7 +21,7 @@ from wharf_common.db import Connection, claim_message
 from wharf_common.envelope import Envelope
 from wharf_common.errors import ClientError, InvalidMessage, NotFound
 from wharf_documents import batches, templates
-from wharf_documents.context import RENDER_QUEUE, SCHEMA
+from wharf_documents.context import BATCH_QUEUE, RENDER_QUEUE, SCHEMA
 from wharf_documents.errors import RenderError
 from wharf_documents.intake import check_data, job_deadline, render_command
 from wharf_documents.models import NewDocument
@@ -142,7 +142,8 @@ async def handle_render(ctx: Context, delivery: Delivery) -> None:
             assets=template.assets,
             deadline=job["deadline"],
         )
-        result = await ctx.renderer.render(request)
+        async with ctx.gate.slot(batch=delivery.queue == BATCH_QUEUE):
+            result = await ctx.renderer.render(request)
     except RenderError as exc:
         if exc.retryable:
             await _note_retry(ctx, job_id, exc)

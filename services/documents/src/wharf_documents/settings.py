@@ -33,7 +33,10 @@ class DocumentsSettings(ServiceSettings):
     )
     job_max_deadline: float = Field(default=7 * 24 * 3600.0, gt=0)
     reserved_workers: int = Field(
-        default=1, ge=0, description="Workers batch items leave free for single documents"
+        default=0,
+        ge=0,
+        description="Workers batch items always leave free for single documents; with 0 a "
+        "single document still goes first but may wait for one batch render to end",
     )
     batch_window: int | None = Field(
         default=None, ge=1, description="Items of one batch on the bus at once; default 2x workers"
