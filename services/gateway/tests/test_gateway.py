@@ -267,8 +267,12 @@ async def test_unbuilt_routes_answer_503_problems(
         query = {"carrier": "dhl", "tracking_number": "1"} if "tracking" in path else {}
         body = {"count": 1} if "tasks" in path else {}
         headers = carrier if route.access == "carrier" else ops
+        payload: dict[str, Any] = {"json": body}
+        if route.content_type == "multipart/form-data":
+            form = {"name": "label", "html": "<p>label</p>"}
+            payload = {"data": aiohttp.FormData(form, default_to_multipart=True)}
         async with http.request(
-            route.method, f"{gateway.url}{path}", json=body, params=query, headers=headers
+            route.method, f"{gateway.url}{path}", params=query, headers=headers, **payload
         ) as response:
             assert response.status == 503, (route.method, path)
             assert response.content_type == "application/problem+json"

@@ -15,7 +15,7 @@ from wharf_common.storage import LocalStore, object_routes
 from wharf_gateway import __version__, openapi
 from wharf_gateway.carriers import carrier_handlers
 from wharf_gateway.edge import Edge
-from wharf_gateway.handlers import auth_handlers
+from wharf_gateway.handlers import auth_handlers, document_handlers
 from wharf_gateway.ops import ops_handlers
 from wharf_gateway.ratelimit import RateLimiter
 from wharf_gateway.routes import table
@@ -41,6 +41,7 @@ async def setup(rt: Runtime) -> None:
     routes = table(
         {
             **auth_handlers(edge),
+            **document_handlers(edge),
             **carrier_handlers(edge, lambda: rt.store),
             **ops_handlers(edge),
         }

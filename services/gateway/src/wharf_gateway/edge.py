@@ -103,7 +103,7 @@ class Edge:
         async def handle(request: web.Request) -> web.StreamResponse:
             deadline = deadlines.deadline_in(self.settings.request_timeout)
             if route.body is not None or route.content_type != "application/json":
-                self._check_size(request)
+                self._check_size(request, route)
             principal = await self._authenticate(request, route)
             await self._limit(request, principal)
             path = (
@@ -120,10 +120,13 @@ class Edge:
 
         return handle
 
-    def _check_size(self, request: web.Request) -> None:
+    def _check_size(self, request: web.Request, route: Route) -> None:
+        limit = self.settings.max_body_size
+        if route.content_type == "multipart/form-data":
+            limit = self.settings.max_upload_size
         length = request.content_length
-        if length is not None and length > self.settings.max_body_size:
-            raise PayloadTooLarge(f"the body exceeds {self.settings.max_body_size} bytes")
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
 
     async def _read_json(self, request: web.Request) -> Any:
         limit = self.settings.max_body_size

@@ -26,6 +26,7 @@ class GatewaySettings(ServiceSettings):
     anonymous_burst: int = 20
 
     max_body_size: int = 1024 * 1024
+    max_upload_size: int = 25 * 1024 * 1024
     request_timeout: float = 10.0
 
     issuer: str = "wharf"
