@@ -54,3 +54,26 @@ async def test_large_body_round_trips_through_object_storage(
     assert await store.exists(by_type["test.large"].envelope.body_ref)
     assert by_type["test.small"].body == small
     assert by_type["test.small"].envelope.body_ref is None
+
+
+async def test_large_rpc_request_and_reply_round_trip(amqp_url: str, tmp_path: Path) -> None:
+    from wharf_common import rpc
+
+    store = await open_store(
+        f"file://{tmp_path}/objects", signing_key="test", public_url="http://127.0.0.1:1"
+    )
+    bus = Bus(amqp_url, service="test", store=store, claim_check_threshold=1024)
+    await bus.connect()
+
+    async def echo(request: Envelope) -> dict[str, str]:
+        return {"blob": request.body["blob"][::-1]}
+
+    server = await rpc.serve(bus, "wharf.test.rpc", echo)
+    try:
+        blob = os.urandom(64 * 1024).hex()
+        result = await bus.call("wharf.test.rpc", Envelope(type="test.echo", body={"blob": blob}))
+    finally:
+        await server.stop()
+        await bus.close()
+        await store.close()
+    assert result == {"blob": blob[::-1]}

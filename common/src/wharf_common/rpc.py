@@ -203,7 +203,12 @@ class RpcServer:
                 logger.warning("skipped %s on %s: deadline passed", request.type, self.queue)
                 return
             started = time.perf_counter()
-            body = await self._run(request)
+            try:
+                request = await claimcheck.check_out(request, self.bus.store)
+            except Exception as exc:
+                body = _error(400, "Bad Request", f"the request body cannot be read: {exc}")
+            else:
+                body = await self._run(request)
             reply = request.child(f"{request.type}.reply", body)
             await self.bus.publish_raw(
                 "",
