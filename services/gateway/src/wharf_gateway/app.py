@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as redis
 from aiohttp import web
 
+from wharf_common import asyncapi
 from wharf_common.errors import DeadlineExceeded, ServiceUnavailable
 from wharf_common.runtime import Runtime, ServiceSpec
 from wharf_common.storage import LocalStore, object_routes
@@ -26,7 +27,7 @@ EDGE_KEY: web.AppKey[Edge] = web.AppKey("edge", Edge)
 
 
 async def setup(rt: Runtime) -> None:
-    """Mount the public API, /openapi.json and, with local storage, the signed-URL routes."""
+    """Mount the public API, its OpenAPI and AsyncAPI documents and any signed-URL routes."""
     settings = rt.settings
     assert isinstance(settings, GatewaySettings)
     client: redis.Redis = redis.Redis.from_url(
@@ -46,6 +47,12 @@ async def setup(rt: Runtime) -> None:
         return web.json_response(spec_document)
 
     rt.app.router.add_get("/openapi.json", openapi_json)
+    events_document = asyncapi.document()
+
+    async def asyncapi_json(request: web.Request) -> web.Response:
+        return web.json_response(events_document)
+
+    rt.app.router.add_get("/asyncapi.json", asyncapi_json)
     if settings.storage_url.startswith("file:"):
         _mount_objects(rt)
 
