@@ -135,6 +135,11 @@ async def test_notifier_dead_letters_an_event_that_breaks_its_model(
     await channel.close()
 
 
+async def _publish_all(bus: Bus, envelopes: list[Any]) -> None:
+    for envelope in envelopes:
+        await bus.publish_event(envelope)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -193,8 +198,7 @@ async def test_notifier_killed_mid_stream_loses_nothing_and_notifies_nothing_twi
     process = await _start_notifier(env, log)
     try:
         first = [_change(events.ShipmentStatus.DELIVERED) for _ in range(800)]
-        for envelope in first:
-            await bus.publish_event(envelope)
+        publishing = asyncio.create_task(_publish_all(bus, first))
         seen = await _wait_for(database_url, NOTIFIED, 50, 30)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -202,6 +206,7 @@ async def test_notifier_killed_mid_stream_loses_nothing_and_notifies_nothing_twi
         assert 50 <= seen <= at_kill < len(first), "the kill did not land mid-stream"
 
         # Published while the consumer is down: its durable queue keeps them.
+        await publishing
         missed = [_change(events.ShipmentStatus.DELIVERED) for _ in range(100)]
         for envelope in missed:
             await bus.publish_event(envelope)
