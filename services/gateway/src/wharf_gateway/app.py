@@ -20,6 +20,7 @@ from wharf_gateway.ops import ops_handlers
 from wharf_gateway.ratelimit import RateLimiter
 from wharf_gateway.routes import table
 from wharf_gateway.settings import GatewaySettings
+from wharf_gateway.webhooks import webhook_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ async def setup(rt: Runtime) -> None:
     edge = Edge(rt.bus, settings, RateLimiter(client, prefix=settings.rate_limit_prefix))
     rt.app[EDGE_KEY] = edge
 
-    routes = table({**auth_handlers(edge), **ops_handlers(edge)})
+    routes = table({**auth_handlers(edge), **ops_handlers(edge), **webhook_handlers(edge)})
     for route in routes:
         rt.app.router.add_route(route.method, route.path, edge.handler(route))
     spec_document = openapi.document(routes)
