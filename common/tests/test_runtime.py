@@ -53,7 +53,7 @@ class Task:
             stderr=subprocess.STDOUT,
         )
 
-    async def wait_ready(self, timeout: float = 20.0) -> None:
+    async def wait_ready(self, timeout: float = 60.0) -> None:
         async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
             while True:
                 assert self.process.poll() is None, "the task exited before it was ready"
@@ -104,7 +104,7 @@ async def effects(database_url: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def wait_for_effects(database_url: str, expected: int, timeout: float = 60.0) -> None:
+async def wait_for_effects(database_url: str, expected: int, timeout: float = 100.0) -> None:
     async with asyncio.timeout(timeout):
         while (await effects(database_url))[1] < expected:
             await asyncio.sleep(0.2)

@@ -14,23 +14,45 @@ Renderer's per-render time exceeds the baseline's by more than --max-ratio.
 With --strict a warning exits 1. In the "workers busy" line every render is
 queued at once, so its latencies include the wait for a worker.
 Sizes also come from WHARF_BENCH_RENDERS and WHARF_CORPUS.
+
+With --service N it also runs the whole service in this process against the
+RabbitMQ and PostgreSQL of the WHARF_* settings (in a throwaway virtual host
+and database, with local object storage): one batch of N invoices from the
+RPC call to the stored PDFs, in documents per second next to the in-process
+limit (baseline x workers), and --cold K fresh Python processes that each
+render one invoice, as a cold function would.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import io
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import aiohttp
+import asyncpg
 import weasyprint
 from weasyprint.text import ffi
 
+from wharf_common.envelope import Envelope
+from wharf_common.testing import running
+from wharf_documents.app import spec
+from wharf_documents.context import RPC_QUEUE
 from wharf_documents.pool import available_cpus
 from wharf_documents.render import Renderer, RenderRequest
 from wharf_documents.settings import DocumentsSettings
@@ -124,6 +146,103 @@ async def _through_renderer(
     return sequential, parallel
 
 
+@asynccontextmanager
+async def _scratch(settings: DocumentsSettings) -> AsyncIterator[DocumentsSettings]:
+    """A throwaway virtual host, database and object directory for one service run."""
+    name = f"wharf_bench_{uuid.uuid4().hex[:12]}"
+    management = urlsplit(settings.management_url)
+    host = f"{management.hostname}:{management.port or 15672}"
+    api = urlunsplit(management._replace(netloc=host, path="/api"))
+    login = f"{management.username or 'guest'}:{management.password or 'guest'}"
+    auth = {"Authorization": f"Basic {base64.b64encode(login.encode()).decode()}"}
+    admin = await asyncpg.connect(settings.database_url)
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.put(f"{api}/vhosts/{name}") as response:
+            response.raise_for_status()
+        user = urlsplit(settings.amqp_url).username or "guest"
+        grant = {"configure": ".*", "write": ".*", "read": ".*"}
+        async with http.put(f"{api}/permissions/{name}/{quote(user)}", json=grant) as response:
+            response.raise_for_status()
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with tempfile.TemporaryDirectory() as objects:
+                yield settings.model_copy(
+                    update={
+                        "amqp_url": urlunsplit(
+                            urlsplit(settings.amqp_url)._replace(path=f"/{name}")
+                        ),
+                        "database_url": urlunsplit(
+                            urlsplit(settings.database_url)._replace(path=f"/{name}")
+                        ),
+                        "storage_url": f"file://{objects}",
+                        "log_to_bus": False,
+                    }
+                )
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+            async with http.delete(f"{api}/vhosts/{name}"):
+                pass
+
+
+def _archive(directory: Path) -> str:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in directory.iterdir():
+            archive.write(path, "index.html" if path.name == "invoice.html" else path.name)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+async def _through_service(directory: Path, count: int, workers: int) -> dict[str, float]:
+    base = DocumentsSettings(render_workers=workers, render_max_tasks_per_worker=0)
+    async with _scratch(base) as settings, running(spec(), settings) as service:
+        bus = service.runtime.bus
+
+        async def call(type: str, data: dict[str, Any]) -> Any:
+            envelope = Envelope(type=type, tenant="bench", body={"data": data})
+            return await bus.call(RPC_QUEUE, envelope, timeout=60)
+
+        await call("documents.create_template", {"name": "invoice", "archive": _archive(directory)})
+        warm = [{"data": {}} for _ in range(workers * 2)]
+        await _batch(call, warm)
+        started = time.perf_counter()
+        batch = await _batch(call, [{"data": {"n": n}} for n in range(count)])
+        wall = time.perf_counter() - started
+    rate = batch["done"] / wall
+    print(f"{'service, one batch':<28} {rate:7.2f} documents/s ({batch['done']} stored PDFs)")
+    return {"rps": rate, "failed": batch["failed"]}
+
+
+async def _batch(call: Any, items: list[dict[str, Any]]) -> Any:
+    batch = await call("documents.create_batch", {"template": "invoice", "items": items})
+    while batch["status"] not in ("done", "failed"):
+        await asyncio.sleep(0.05)
+        batch = await call("documents.get_batch", {"id": batch["id"]})
+    return batch
+
+
+_COLD = """
+import sys, weasyprint
+weasyprint.HTML(filename=sys.argv[1]).write_pdf()
+"""
+
+
+def _cold(directory: Path, count: int, workers: int) -> dict[str, float]:
+    started = time.perf_counter()
+    running_: list[subprocess.Popen[bytes]] = []
+    for _ in range(count):
+        if len(running_) >= workers:
+            running_.pop(0).wait()
+        running_.append(
+            subprocess.Popen([sys.executable, "-c", _COLD, str(directory / "invoice.html")])
+        )
+    for process in running_:
+        process.wait()
+    rate = count / (time.perf_counter() - started)
+    print(f"{'process per document':<28} {rate:7.2f} documents/s ({count} processes)")
+    return {"rps": rate}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its figures; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-ratio", type=float, default=DEFAULT_MAX_RATIO)
     parser.add_argument("--max-write-ratio", type=float, default=DEFAULT_MAX_WRITE_RATIO)
     parser.add_argument("--strict", action="store_true", help="exit 1 on any warning")
+    parser.add_argument("--service", type=int, default=0, help="documents through the service")
+    parser.add_argument("--cold", type=int, default=0, help="fresh processes, one per document")
     args = parser.parse_args(argv)
 
     directory = _invoice_dir()
@@ -175,6 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.append(f"renderer/baseline ratio {ratio:.2f} is over {args.max_ratio:.2f}")
     for warning in warnings:
         print(f"WARNING: {warning}")
+
+    limit = baseline["rps"] * args.workers
+    if args.service:
+        service = asyncio.run(_through_service(directory, args.service, args.workers))
+        print(f"service / in-process limit: {service['rps'] / limit:.2f}")
+        print(f"service / renderer with all workers busy: {service['rps'] / parallel['rps']:.2f}")
+    if args.cold:
+        cold = _cold(directory, args.cold, args.workers)
+        print(f"in-process limit / process per document: {limit / cold['rps']:.1f}")
 
     print(
         f"SUMMARY invoice: baseline p50 {baseline['p50']:.0f} ms, renderer p50"

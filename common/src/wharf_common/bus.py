@@ -121,6 +121,14 @@ class Bus:
         await self._channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
         await self._channel.declare_exchange(LOGS_EXCHANGE, ExchangeType.FANOUT, durable=True)
 
+    async def declare_log_queue(self) -> None:
+        """Declare the log sink's queue, so records published before it starts wait there."""
+        from wharf_common.logs import LOG_QUEUE
+
+        await self.declare_command_queue(LOG_QUEUE)
+        queue = await self.publish_channel.get_queue(LOG_QUEUE, ensure=False)
+        await queue.bind(LOGS_EXCHANGE)
+
     async def close(self) -> None:
         """Stop consumers and close the connection."""
         for consumer in self._consumers:

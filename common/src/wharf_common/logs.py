@@ -27,7 +27,6 @@ correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
 message_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("message_id", default=None)
 
-LOG_EXCHANGE = "wharf.logs"
 LOG_QUEUE = "wharf.log-sink.records"
 
 RECORDS_DROPPED = Counter(

@@ -194,6 +194,7 @@ class Runtime:
     async def start_work(self) -> None:
         """Start consumers, RPC servers and background tasks."""
         if self.spec.ship_logs and self.settings.log_to_bus:
+            await self.bus.declare_log_queue()
             self._start_log_shipping()
         for start in self._starters:
             worker = await start()

@@ -13,6 +13,7 @@ class DocumentsSettings(ServiceSettings):
     """The documents service's settings: the shared ones plus its render limits."""
 
     service_name: str = "documents"
+    http_port: int = 8082
 
     render_workers: int | None = Field(
         default=None, ge=1, description="Worker processes; default one per CPU this process may use"
@@ -26,6 +27,25 @@ class DocumentsSettings(ServiceSettings):
     render_max_html_bytes: int = 20 * _MIB
     render_max_output_bytes: int = 50 * _MIB
     render_max_pages: int = 2_000
+
+    job_deadline: float = Field(
+        default=3600.0, gt=0, description="How long accepted work may wait and run, by default"
+    )
+    job_max_deadline: float = Field(default=7 * 24 * 3600.0, gt=0)
+    reserved_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Workers batch items always leave free for single documents; with 0 a "
+        "single document still goes first but may wait for one batch render to end",
+    )
+    batch_window: int | None = Field(
+        default=None, ge=1, description="Items of one batch on the bus at once; default 2x workers"
+    )
+    batch_max_items: int = Field(default=10_000, ge=1)
+    max_upload_bytes: int = 25 * _MIB
+    max_data_bytes: int = 1 * _MIB
+    signed_url_seconds: int = Field(default=3600, ge=60)
+    template_cache_size: int = Field(default=32, ge=0)
 
     fetch_max_resource_bytes: int = 10 * _MIB
     fetch_max_total_bytes: int = 50 * _MIB

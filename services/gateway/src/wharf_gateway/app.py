@@ -14,8 +14,9 @@ from wharf_common.errors import DeadlineExceeded, ServiceUnavailable
 from wharf_common.runtime import Runtime, ServiceSpec
 from wharf_common.storage import LocalStore, object_routes
 from wharf_gateway import __version__, openapi
+from wharf_gateway.carriers import carrier_handlers
 from wharf_gateway.edge import Edge
-from wharf_gateway.handlers import auth_handlers
+from wharf_gateway.handlers import auth_handlers, document_handlers
 from wharf_gateway.ops import ops_handlers
 from wharf_gateway.ratelimit import RateLimiter
 from wharf_gateway.routes import table
@@ -39,7 +40,15 @@ async def setup(rt: Runtime) -> None:
     edge = Edge(rt.bus, settings, RateLimiter(client, prefix=settings.rate_limit_prefix))
     rt.app[EDGE_KEY] = edge
 
-    routes = table({**auth_handlers(edge), **ops_handlers(edge), **webhook_handlers(edge)})
+    routes = table(
+        {
+            **auth_handlers(edge),
+            **document_handlers(edge),
+            **carrier_handlers(edge, lambda: rt.store),
+            **ops_handlers(edge),
+            **webhook_handlers(edge),
+        }
+    )
     for route in routes:
         rt.app.router.add_route(route.method, route.path, edge.handler(route))
     spec_document = openapi.document(routes)

@@ -76,6 +76,12 @@ class Edge:
         self, call: Call | None, type: str, data: dict[str, Any], **extra: Any
     ) -> Any:
         """Ask auth over RPC, carrying the caller, correlation id and deadline."""
+        return await self.call_service(AUTH_QUEUE, call, type, data, **extra)
+
+    async def call_service(
+        self, queue: str, call: Call | None, type: str, data: dict[str, Any], **extra: Any
+    ) -> Any:
+        """Ask a service over RPC; its tenant is the verified caller's, never the body's."""
         envelope = Envelope(type=type, body={"data": data, **extra})
         if call is not None:
             envelope.correlation_id = call.request[REQUEST_ID_KEY]
@@ -83,7 +89,7 @@ class Edge:
             if call.principal is not None:
                 envelope.tenant = call.principal.tenant
                 envelope.body["caller"] = call.principal.caller()
-        return await self.bus.call(AUTH_QUEUE, envelope, timeout=self.settings.request_timeout)
+        return await self.bus.call(queue, envelope, timeout=self.settings.request_timeout)
 
     async def _fetch_jwks(self) -> Any:
         return await self.call_auth(None, "auth.jwks", {})
@@ -97,7 +103,7 @@ class Edge:
         async def handle(request: web.Request) -> web.StreamResponse:
             deadline = deadlines.deadline_in(self.settings.request_timeout)
             if route.body is not None or route.content_type != "application/json":
-                self._check_size(request)
+                self._check_size(request, route)
             principal = await self._authenticate(request, route)
             await self._limit(request, principal)
             path = (
@@ -114,10 +120,13 @@ class Edge:
 
         return handle
 
-    def _check_size(self, request: web.Request) -> None:
+    def _check_size(self, request: web.Request, route: Route) -> None:
+        limit = self.settings.max_body_size
+        if route.content_type == "multipart/form-data":
+            limit = self.settings.max_upload_size
         length = request.content_length
-        if length is not None and length > self.settings.max_body_size:
-            raise PayloadTooLarge(f"the body exceeds {self.settings.max_body_size} bytes")
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
 
     async def _read_json(self, request: web.Request) -> Any:
         limit = self.settings.max_body_size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -109,3 +109,91 @@ class JsonObject(BaseModel):
     """A JSON object, for routes whose service defines its body."""
 
     model_config = ConfigDict(extra="allow")
+
+
+TrackingNumber = Annotated[str, Field(min_length=1, max_length=100)]
+CarrierName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+
+
+class IngestAccepted(BaseModel):
+    """A carrier payload stored and queued for translation."""
+
+    ingest_id: uuid.UUID
+    status: Literal["accepted"]
+
+
+class CreateShipment(_Body):
+    """A shipment to follow; events already received for it are attached at once."""
+
+    carrier: CarrierName
+    tracking_number: TrackingNumber
+    reference: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrackingEvent(BaseModel):
+    """One canonical tracking event."""
+
+    event_id: str
+    carrier: str
+    tracking_number: str
+    occurred_at: str
+    status: str
+    classified_by: str
+    location: dict[str, Any] | None = None
+    code: str | None = None
+    description: str = ""
+    incident_reason: str | None = None
+    operator: str | None = None
+
+
+class Shipment(BaseModel):
+    """A shipment and its current status."""
+
+    id: uuid.UUID
+    carrier: str
+    tracking_number: str
+    reference: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    status: str
+    status_at: str | None = None
+    created_at: str
+    events: list[TrackingEvent] | None = None
+
+
+class ShipmentPage(BaseModel):
+    """A page of shipments, newest first."""
+
+    items: list[Shipment]
+    next_cursor: str | None = None
+
+
+class TrackingEvents(BaseModel):
+    """The canonical events of one tracking number."""
+
+    carrier: str
+    tracking_number: str
+    events: list[TrackingEvent]
+
+
+class CreateCarrierDocuments(_Body):
+    """Fetch a carrier's documents for up to 5,000 shipments."""
+
+    carrier: CarrierName
+    tracking_numbers: list[TrackingNumber] = Field(min_length=1, max_length=5000)
+    deadline_seconds: float | None = Field(default=None, gt=0, le=86400)
+
+
+class CarrierDocumentsJob(BaseModel):
+    """A carrier-documents job: progress, and a signed manifest URL once finished."""
+
+    id: uuid.UUID
+    carrier: str
+    status: str
+    total: int
+    done: int
+    missing: int
+    pending: int
+    created_at: str
+    finished_at: str | None = None
+    manifest_url: str | None = None

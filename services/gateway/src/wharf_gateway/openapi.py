@@ -71,6 +71,11 @@ def _operation(route: Route) -> dict[str, Any]:
             "required": True,
             "content": {"multipart/form-data": {"schema": {"type": "object"}}},
         }
+    elif route.content_type != "application/json":
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
     return operation
 
 

@@ -33,7 +33,21 @@ class IdPath(BaseModel):
 class CarrierPath(BaseModel):
     """A route whose path names a carrier."""
 
-    carrier: str
+    carrier: models.CarrierName
+
+
+class CarrierEventsQuery(BaseModel):
+    """The tracking number, for carrier formats whose replies do not name it."""
+
+    tracking_number: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class ShipmentQuery(BaseModel):
+    """A page of shipments: its size, where it starts, and a status filter."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=200)
+    status: str | None = Field(default=None, max_length=40)
 
 
 class ServicePath(BaseModel):
@@ -45,8 +59,8 @@ class ServicePath(BaseModel):
 class TrackingQuery(BaseModel):
     """Which carrier's tracking number to list events for."""
 
-    carrier: str
-    tracking_number: str
+    carrier: models.CarrierName
+    tracking_number: str = Field(min_length=1, max_length=100)
 
 
 class LogQuery(BaseModel):
@@ -120,11 +134,13 @@ def table(handlers: dict[str, Handler]) -> list[Route]:
         Route("DELETE", "/v1/api-keys/{id}", "Revoke an API key", "admin", "auth",
               path_params=IdPath, response=models.Revoked),
         Route("POST", "/v1/shipments", "Create a shipment", "tenant", "carrier-ingest",
-              scope="shipments:write", body=models.JsonObject, status=201),
+              scope="shipments:write", body=models.CreateShipment, response=models.Shipment,
+              status=201),
         Route("GET", "/v1/shipments", "List shipments", "tenant", "carrier-ingest",
-              scope="shipments:read"),
+              scope="shipments:read", query=ShipmentQuery, response=models.ShipmentPage),
         Route("GET", "/v1/shipments/{id}", "A shipment, its status and history", "tenant",
-              "carrier-ingest", scope="shipments:read", path_params=IdPath),
+              "carrier-ingest", scope="shipments:read", path_params=IdPath,
+              response=models.Shipment),
         Route("POST", "/v1/templates", "Upload a template version", "tenant", "documents",
               scope="templates:write", content_type="multipart/form-data", status=201),
         Route("GET", "/v1/templates", "List templates", "tenant", "documents",
@@ -139,14 +155,18 @@ def table(handlers: dict[str, Handler]) -> list[Route]:
               "documents", scope="documents:read", path_params=IdPath),
         Route("POST", "/v1/carriers/{carrier}/events", "A raw carrier payload", "carrier",
               "carrier-ingest", scope="carrier:ingest", path_params=CarrierPath,
-              body=models.JsonObject, status=202),
+              query=CarrierEventsQuery, content_type="application/octet-stream",
+              response=models.IngestAccepted, status=202),
         Route("GET", "/v1/tracking-events", "Canonical tracking events", "tenant",
-              "carrier-ingest", scope="tracking:read", query=TrackingQuery),
+              "carrier-ingest", scope="tracking:read", query=TrackingQuery,
+              response=models.TrackingEvents),
         Route("POST", "/v1/carrier-documents", "Fetch carrier documents for shipments",
               "tenant", "carrier-ingest", scope="carrier-documents:write",
-              body=models.JsonObject, status=202),
+              body=models.CreateCarrierDocuments, response=models.CarrierDocumentsJob,
+              status=202),
         Route("GET", "/v1/carrier-documents/{id}", "A carrier-documents job and manifest",
-              "tenant", "carrier-ingest", scope="carrier-documents:read", path_params=IdPath),
+              "tenant", "carrier-ingest", scope="carrier-documents:read", path_params=IdPath,
+              response=models.CarrierDocumentsJob),
         Route("GET", "/v1/logs", "Search logs", "ops", "log-sink", query=LogQuery),
         Route("GET", "/v1/ops/services", "Task counts and queue depths", "ops", "ops"),
         Route("PUT", "/v1/ops/services/{name}/tasks", "Set a service's task count", "ops", "ops",

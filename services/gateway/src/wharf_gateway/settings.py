@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from wharf_common.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):
-    """The gateway's settings: limits, deadlines, caches and the rate-limit store."""
+    """The gateway's settings: limits, deadlines, caches, rate limits, carrier signatures.
+
+    `carrier_signing_secrets` maps a carrier to the HMAC-SHA256 key its posts are
+    signed with; a carrier listed there must send a valid signature header.
+    """
 
     service_name: str = "gateway"
     http_port: int = 8080
@@ -20,6 +26,7 @@ class GatewaySettings(ServiceSettings):
     anonymous_burst: int = 20
 
     max_body_size: int = 1024 * 1024
+    max_upload_size: int = 25 * 1024 * 1024
     request_timeout: float = 10.0
 
     issuer: str = "wharf"
@@ -27,3 +34,7 @@ class GatewaySettings(ServiceSettings):
     jwks_refresh_interval: float = 60.0
     jwks_min_refetch: float = 1.0
     api_key_cache_seconds: float = 10.0
+
+    carrier_signing_secrets: dict[str, SecretStr] = {}
+    carrier_signature_header: str = "X-Wharf-Signature"
+    carrier_job_timeout: float = 3600.0

@@ -1,0 +1,203 @@
+"""Benchmark: raw carrier payloads on the bus to committed events and published status changes.
+
+Not a test. Runs carrier-ingest in this process against the local RabbitMQ and
+PostgreSQL (a throwaway vhost and database) with a local object store, and
+measures, in the same run, a bare aio-pika consume-and-ack loop over the
+same number of messages. Sizes come from the environment:
+
+    WHARF_BENCH_PAYLOADS=20000 WHARF_BENCH_EVENTS=1 python services/carrier-ingest/bench.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aio_pika
+import aiohttp
+import asyncpg
+
+from wharf_carrier_ingest.app import spec
+from wharf_carrier_ingest.ingest import PAYLOAD_RECEIVED, PAYLOADS_QUEUE, STATUS_CHANGED
+from wharf_carrier_ingest.settings import CarrierIngestSettings
+from wharf_common.bus import EVENTS_EXCHANGE, command_queue_arguments
+from wharf_common.envelope import Envelope
+from wharf_common.runtime import Runtime
+
+PAYLOADS = int(os.environ.get("WHARF_BENCH_PAYLOADS", "20000"))
+EVENTS = int(os.environ.get("WHARF_BENCH_EVENTS", "1"))
+DATABASE = os.environ.get(
+    "WHARF_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+MANAGEMENT = os.environ.get("WHARF_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
+AMQP_HOST = os.environ.get("WHARF_TEST_AMQP_HOST", "guest:guest@127.0.0.1:5672")
+TENANT = str(uuid.uuid4())
+
+
+def fedex_payload(number: str) -> bytes:
+    start = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
+    scans = [
+        {
+            "date": (start + timedelta(hours=i)).isoformat(),
+            "eventType": "DL" if i == EVENTS - 1 else "IT",
+            "eventDescription": "Delivered" if i == EVENTS - 1 else "In transit",
+            "scanLocation": {"city": "MEMPHIS", "countryCode": "US"},
+        }
+        for i in range(EVENTS)
+    ]
+    result = {"trackingNumberInfo": {"trackingNumber": number}, "scanEvents": scans}
+    body = {"trackingNumber": number, "trackResults": [result]}
+    return json.dumps({"output": {"completeTrackResults": [body]}}).encode()
+
+
+async def bare_loop(amqp_url: str, prefetch: int) -> float:
+    """Messages per second of a plain consume-and-ack loop on a quorum queue."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    queue = await channel.declare_queue(
+        "bench.bare", durable=True, arguments=command_queue_arguments()
+    )
+    body = Envelope(type="bench", body={"payload_ref": "x" * 80}).encode()
+    await asyncio.gather(
+        *(
+            channel.default_exchange.publish(aio_pika.Message(body), "bench.bare")
+            for _ in range(PAYLOADS)
+        )
+    )
+    consume = await connection.channel()
+    await consume.set_qos(prefetch_count=prefetch)
+    queue = await consume.get_queue("bench.bare")
+    done = asyncio.Event()
+    seen = 0
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal seen
+        Envelope.decode(message.body)
+        await message.ack()
+        seen += 1
+        if seen == PAYLOADS:
+            done.set()
+
+    started = time.perf_counter()
+    await queue.consume(on_message)
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    return PAYLOADS / elapsed
+
+
+async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[float, float]:
+    """Events per second and payloads per second through carrier-ingest."""
+    settings = CarrierIngestSettings(
+        amqp_url=amqp_url,
+        database_url=database_url,
+        storage_url=f"file://{storage}",
+        log_to_bus=False,
+        log_level="WARNING",
+        prefetch=128,
+        concurrency=64,
+        db_pool_max=20,
+        outbox_poll_interval=0.1,
+    )
+    rt = Runtime(spec(), settings)
+    await rt.spec.setup(rt)
+    await rt.connect()
+    numbers = [f"7{i:011d}" for i in range(PAYLOADS)]
+    await rt.db.executemany(
+        "INSERT INTO carrier_ingest.shipments (tenant, id, carrier, tracking_number)"
+        " VALUES ($1, $2, 'fedex', $3)",
+        [(TENANT, uuid.uuid4(), number) for number in numbers],
+    )
+    received = datetime.now(UTC).isoformat()
+    envelopes = []
+    for number in numbers:
+        ref = f"{TENANT}/carrier-payloads/fedex/bench/{number}"
+        await rt.store.put(ref, fedex_payload(number), "application/json")
+        body = {
+            "ingest_id": str(uuid.uuid4()),
+            "carrier": "fedex",
+            "payload_ref": ref,
+            "content_type": "application/json",
+            "received_at": received,
+        }
+        envelopes.append(Envelope(type=PAYLOAD_RECEIVED, tenant=TENANT, body=body))
+    await rt.bus.declare_command_queue(PAYLOADS_QUEUE)
+    for start in range(0, PAYLOADS, 1000):
+        await asyncio.gather(
+            *(rt.bus.send(PAYLOADS_QUEUE, e) for e in envelopes[start : start + 1000])
+        )
+
+    listener = await rt.bus.channel(prefetch=1000)
+    changes = await listener.declare_queue(exclusive=True)
+    await changes.bind(EVENTS_EXCHANGE, STATUS_CHANGED)
+    published = 0
+    all_published = asyncio.Event()
+
+    async def on_change(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal published
+        await message.ack()
+        published += 1
+        if published == PAYLOADS:
+            all_published.set()
+
+    await changes.consume(on_change)
+    started = time.perf_counter()
+    await rt.start_work()
+    committed = await _until_committed(rt, PAYLOADS * EVENTS, started)
+    print(f"events committed after {committed:.2f} s; status changes published so far {published}")
+    await asyncio.wait_for(all_published.wait(), timeout=600)
+    elapsed = time.perf_counter() - started
+    stored = await rt.db.fetchval("SELECT count(*) FROM carrier_ingest.tracking_events")
+    assert stored == PAYLOADS * EVENTS, stored
+    rt.stopping.set()
+    await rt.drain()
+    await rt.close()
+    return stored / elapsed, PAYLOADS / elapsed
+
+
+async def _until_committed(rt: Runtime, count: int, started: float) -> float:
+    stored = 0
+    while stored < count:
+        await asyncio.sleep(0.1)
+        stored = await rt.db.fetchval("SELECT count(*) FROM carrier_ingest.tracking_events")
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    vhost = quote(f"wharf-bench-{uuid.uuid4().hex[:8]}", safe="")
+    api = MANAGEMENT.rstrip("/") + "/api"
+    name = f"wharf_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(DATABASE)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    database_url = urlunsplit(urlsplit(DATABASE)._replace(path=f"/{name}"))
+    async with aiohttp.ClientSession() as http:
+        (await http.put(f"{api}/vhosts/{vhost}")).raise_for_status()
+        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await http.put(f"{api}/permissions/{vhost}/guest", json=permissions)).raise_for_status()
+        amqp_url = f"amqp://{AMQP_HOST}/{vhost}"
+        try:
+            with tempfile.TemporaryDirectory() as storage:
+                bare = await bare_loop(amqp_url, prefetch=128)
+                events, payloads = await service_run(amqp_url, database_url, storage)
+        finally:
+            await http.delete(f"{api}/vhosts/{vhost}")
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+    cores = len(os.sched_getaffinity(0))
+    print(f"payloads: {PAYLOADS}, events per payload: {EVENTS}, cores: {cores}")
+    print(f"bare aio-pika consume+ack: {bare:,.0f} msg/s")
+    print(f"carrier-ingest: {events:,.0f} events/s, {payloads:,.0f} payloads/s")
+    print(
+        f"SUMMARY events/s={events:.0f} (target 2000) payloads/s={payloads:.0f}"
+        f" bare={bare:.0f} msg/s ratio={payloads / bare:.2f} (target 0.30)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,209 @@
+"""Raw payloads from the bus to stored events, shipment status and status-change events."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict
+
+from wharf_common import outbox
+from wharf_common.consumer import Delivery
+from wharf_common.db import claim_message
+from wharf_common.envelope import Envelope
+from wharf_common.errors import InvalidMessage, NotFound
+from wharf_common.storage import ObjectStore
+
+from .db import SCHEMA, StatusChange, advance_status, insert_events, lock_numbers, record_ingest
+from .errors import InvalidPayload, UnknownCarrier
+from .models import ParseResult, Status, TrackingEvent
+from .registry import parse
+from .settings import CarrierIngestSettings
+
+logger = logging.getLogger(__name__)
+
+PAYLOADS_QUEUE = "wharf.carrier-ingest.payloads"
+PAYLOAD_RECEIVED = "carrier.payload.received"
+STATUS_CHANGED = "shipment.status_changed"
+
+
+class PayloadReceived(BaseModel):
+    """The command the gateway sends once a raw payload is in object storage."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ingest_id: uuid.UUID
+    carrier: str
+    payload_ref: str
+    content_type: str | None = None
+    tracking_number: str | None = None
+    received_at: datetime
+
+
+class Ingestor:
+    """Translates one stored payload and attaches its events in a single transaction.
+
+    The adapter runs in a worker thread under `parse_timeout`. A thread cannot
+    be killed, so at the deadline the payload is dead-lettered and the pool is
+    replaced: later payloads get fresh threads while the hung one runs out.
+    """
+
+    def __init__(
+        self, settings: CarrierIngestSettings, pool: asyncpg.Pool[Any], store: ObjectStore
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.store = store
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.settings.parse_threads, thread_name_prefix="carrier-parse")
+
+    def close(self) -> None:
+        """Release the parse threads (a hung one is left to finish on its own)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Consumer handler of `PAYLOADS_QUEUE`."""
+        envelope = delivery.envelope
+        tenant = envelope.tenant
+        if not tenant:
+            raise InvalidMessage("a carrier payload without a tenant")
+        ingest = PayloadReceived.model_validate(delivery.body)
+
+        try:
+            payload = await self.store.get(ingest.payload_ref)
+        except NotFound:
+            raise InvalidMessage(f"raw payload {ingest.payload_ref} is gone") from None
+        result = await self._parse(ingest, payload)
+
+        changes = await self.attach(envelope, tenant, ingest, result)
+        logger.info(
+            "ingested %s payload: %d events, %d status changes",
+            ingest.carrier,
+            len(result.events),
+            len(changes),
+            extra={"ingest_id": str(ingest.ingest_id)},
+        )
+
+    async def _parse(self, ingest: PayloadReceived, payload: bytes) -> ParseResult:
+        call = functools.partial(
+            parse,
+            ingest.carrier,
+            payload,
+            ingest.content_type,
+            tracking_number=ingest.tracking_number,
+            zone_overrides=self.settings.carrier_zones or None,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.settings.parse_timeout):
+                return await loop.run_in_executor(self._executor, call)
+        except TimeoutError:
+            logger.warning("the %s adapter hung; replacing its threads", ingest.carrier)
+            self._executor.shutdown(wait=False, cancel_futures=False)
+            self._executor = self._new_executor()
+            raise InvalidMessage(
+                f"{ingest.carrier}: parse deadline of {self.settings.parse_timeout:g} s"
+                f" exceeded; payload {ingest.payload_ref}"
+            ) from None
+        except (InvalidPayload, UnknownCarrier) as exc:
+            raise InvalidMessage(f"{exc}; payload {ingest.payload_ref}") from exc
+
+    async def attach(
+        self, envelope: Envelope, tenant: str, ingest: PayloadReceived, result: ParseResult
+    ) -> list[StatusChange]:
+        """Store new events, move shipments forward and queue their status changes."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await claim_message(conn, SCHEMA, envelope.id):
+                return []
+            keys = [(e.carrier, e.tracking_number) for e in result.events]
+            await lock_numbers(conn, tenant, keys)
+            fresh = await insert_events(
+                conn,
+                tenant,
+                result.events,
+                payload_ref=ingest.payload_ref,
+                ingest_id=ingest.ingest_id,
+            )
+            changes: list[StatusChange] = []
+            for event in _newest_each(fresh):
+                change = await advance_status(conn, tenant, event)
+                if change is not None:
+                    changes.append(change)
+                    await outbox.enqueue(
+                        conn,
+                        SCHEMA,
+                        status_changed(envelope, change),
+                        kind="event",
+                        destination=STATUS_CHANGED,
+                    )
+            await record_ingest(
+                conn,
+                tenant,
+                ingest.model_dump(mode="json"),
+                outcome=_outcome(result, len(fresh)),
+                result=result,
+                stored=len(fresh),
+            )
+        return changes
+
+    async def on_dead(self, envelope: Envelope, reason: str) -> None:
+        """Record a dead-lettered payload, so its ingest shows why it stopped."""
+        if not envelope.tenant:
+            return
+        try:
+            ingest = PayloadReceived.model_validate(envelope.body)
+        except ValueError:
+            return
+        await record_ingest(
+            self.pool,
+            envelope.tenant,
+            ingest.model_dump(mode="json"),
+            outcome="dead_lettered",
+            detail=reason[:1000],
+        )
+
+
+def status_changed(cause: Envelope, change: StatusChange) -> Envelope:
+    """The `shipment.status_changed` event for one change."""
+    body = {
+        "shipment_id": str(change.shipment_id),
+        "carrier": change.carrier,
+        "tracking_number": change.tracking_number,
+        "reference": change.reference,
+        "previous_status": change.previous,
+        "status": change.status,
+        "status_at": change.status_at.isoformat(),
+        "event_id": change.event_id,
+    }
+    return cause.child(STATUS_CHANGED, body, deadline=None)
+
+
+def _newest_each(events: list[TrackingEvent]) -> list[TrackingEvent]:
+    # An event no rule could classify is kept in the history but never becomes
+    # the current status: "unknown" would hide what is known.
+    newest: dict[tuple[str, str], TrackingEvent] = {}
+    for event in events:
+        if event.status is Status.UNKNOWN:
+            continue
+        key = (event.carrier, event.tracking_number)
+        if key not in newest or event.occurred_at > newest[key].occurred_at:
+            newest[key] = event
+    return list(newest.values())
+
+
+def _outcome(result: ParseResult, stored: int) -> str:
+    if result.events:
+        return "events" if stored else "duplicate"
+    if result.not_found:
+        return "not_found"
+    if result.errors:
+        return "carrier_error"
+    return "empty"

@@ -1,0 +1,49 @@
+"""Bodies of the documents service's requests, as the gateway forwards them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Name = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewTemplate(_Body):
+    """A template upload: HTML with optional CSS, or a zip archive (base64)."""
+
+    name: str = Name
+    html: str | None = None
+    css: str | None = None
+    archive: str | None = Field(default=None, description="base64 of a zip with index.html")
+
+
+class NewDocument(_Body):
+    """One document to render."""
+
+    template: str = Name
+    version: int | None = Field(default=None, ge=1)
+    data: dict[str, Any] = Field(default_factory=dict)
+    filename: str | None = Field(default=None, min_length=1, max_length=200)
+    deadline_seconds: float | None = Field(default=None, gt=0)
+
+
+class BatchItem(_Body):
+    """One item of a batch: its data and an optional file name in the bundle."""
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    filename: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class NewBatch(_Body):
+    """Many documents from one template, bundled when all are done."""
+
+    template: str = Name
+    version: int | None = Field(default=None, ge=1)
+    items: list[BatchItem] = Field(min_length=1)
+    bundle: Literal["zip", "pdf"] = "zip"
+    deadline_seconds: float | None = Field(default=None, gt=0)

@@ -1,0 +1,433 @@
+"""The documents service through the gateway: auth, gateway and documents run in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+from pypdf import PdfReader
+
+from wharf_common.bus import EVENTS_EXCHANGE
+from wharf_common.testing import Running
+from wharf_documents.app import CONTEXT_KEY
+
+Stack = Callable[..., Awaitable[tuple[Running, Running]]]
+
+PASSWORD = "correct horse battery staple"
+
+
+class Client:
+    """The public API as one tenant's admin sees it."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
+        self.http = http
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def request(
+        self, method: str, path: str, *, expect: int | None = None, **options: Any
+    ) -> Any:
+        headers = {**self.headers, **options.pop("headers", {})}
+        async with self.http.request(
+            method, f"{self.url}{path}", headers=headers, **options
+        ) as response:
+            body = await response.json()
+            if expect is not None:
+                assert response.status == expect, body
+            return body
+
+    async def upload(
+        self,
+        name: str,
+        *,
+        html: str | None = None,
+        css: str | None = None,
+        archive: bytes | None = None,
+        expect: int = 201,
+    ) -> Any:
+        form = aiohttp.FormData(default_to_multipart=True)
+        form.add_field("name", name)
+        if html is not None:
+            form.add_field("html", html)
+        if css is not None:
+            form.add_field("css", css)
+        if archive is not None:
+            form.add_field(
+                "archive", archive, filename="template.zip", content_type="application/zip"
+            )
+        return await self.request("POST", "/v1/templates", data=form, expect=expect)
+
+    async def render(self, expect: int = 202, **body: Any) -> Any:
+        headers = {}
+        if "idempotency_key" in body:
+            headers["Idempotency-Key"] = body.pop("idempotency_key")
+        return await self.request(
+            "POST", "/v1/documents", json=body, headers=headers, expect=expect
+        )
+
+    async def wait(self, path: str, timeout: float = 30.0) -> Any:
+        """Poll `path` until its status is final; return the last answer."""
+        async with asyncio.timeout(timeout):
+            while True:
+                body = await self.request("GET", path, expect=200)
+                if body["status"] in ("done", "failed"):
+                    return body
+                await asyncio.sleep(0.1)
+
+    async def download(self, url: str) -> bytes:
+        async with self.http.get(url) as response:
+            assert response.status == 200
+            return await response.read()
+
+
+async def signup(http: aiohttp.ClientSession, url: str, email: str) -> Client:
+    """A new tenant through the gateway, logged in as its admin."""
+    body = {"name": email, "admin_email": email, "admin_password": PASSWORD}
+    async with http.post(f"{url}/v1/tenants", json=body) as response:
+        assert response.status == 201, await response.text()
+    login = {"email": email, "password": PASSWORD}
+    async with http.post(f"{url}/v1/auth/token", json=login) as response:
+        assert response.status == 200, await response.text()
+        token = (await response.json())["access_token"]
+    return Client(http, url, token)
+
+
+def zip_directory(directory: Path, index: str) -> bytes:
+    """A template archive of a directory whose `index` file becomes index.html."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(directory.rglob("*")):
+            if not path.is_file():
+                continue
+            name = "index.html" if path.name == index else str(path.relative_to(directory))
+            archive.write(path, name)
+    return buffer.getvalue()
+
+
+@asynccontextmanager
+async def listen(amqp_url: str, pattern: str = "document.#") -> AsyncIterator[list[Any]]:
+    """Collect the bodies of events matching `pattern` while the block runs."""
+    connection = await aio_pika.connect(amqp_url)
+    received: list[Any] = []
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, pattern)
+
+        async def collect(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            async with message.process():
+                envelope = json.loads(message.body)
+                received.append({"type": envelope["type"], **(envelope.get("body") or {})})
+
+        await queue.consume(collect)
+        yield received
+    finally:
+        await connection.close()
+
+
+async def wait_for_events(received: list[Any], count: int, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while len(received) < count:
+            await asyncio.sleep(0.05)
+
+
+def pdf_text(data: bytes) -> tuple[int, str]:
+    reader = PdfReader(io.BytesIO(data))
+    return len(reader.pages), "\n".join(page.extract_text() for page in reader.pages)
+
+
+@pytest.mark.parametrize(
+    ("sample", "index", "pages", "phrases"),
+    [
+        ("invoice", "invoice.html", 1, ["Invoice", "Website design", "10,545.00"]),
+        ("letter", "letter.html", 1, ["Cher Aurélien Leno", "Bon de commande"]),
+        ("report", "report.html", 8, ["Report example", "Table of contents"]),
+    ],
+)
+async def test_corpus_samples_render_through_the_service(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    amqp_url: str,
+    samples_dir: Path,
+    sample: str,
+    index: str,
+    pages: int,
+    phrases: list[str],
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload(sample, archive=zip_directory(samples_dir / sample, index))
+
+    async with listen(amqp_url) as events:
+        job = await client.render(template=sample, filename=f"{sample}.pdf")
+        done = await client.wait(f"/v1/documents/{job['id']}")
+        await wait_for_events(events, 1)
+
+    assert done["status"] == "done", done
+    assert done["pages"] == pages
+    count, text = pdf_text(await client.download(done["url"]))
+    assert count == pages
+    assert done["bytes"] > 0
+    for phrase in phrases:
+        assert phrase in text
+    assert events[0]["type"] == "document.rendered"
+    assert events[0]["id"] == job["id"]
+
+
+async def test_idempotency_key_yields_one_job(stack: Stack, http: aiohttp.ClientSession) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    other = await signup(http, gateway.url, "b@example.com")
+    await client.upload("note", html="<p>{{ text }}</p>")
+    await other.upload("note", html="<p>{{ text }}</p>")
+
+    first = await client.render(template="note", data={"text": "x"}, idempotency_key="k-1")
+    again = await client.render(template="note", data={"text": "x"}, idempotency_key="k-1")
+    theirs = await other.render(template="note", data={"text": "x"}, idempotency_key="k-1")
+    fresh = await client.render(template="note", data={"text": "x"})
+
+    assert again["id"] == first["id"]
+    assert theirs["id"] != first["id"]
+    assert fresh["id"] != first["id"]
+
+
+async def test_new_versions_leave_old_ones_rendering(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    one = await client.upload("note", html="<p>first {{ n }}</p>")
+    two = await client.upload("note", html="<p>second {{ n }}</p>", css="p { color: red }")
+
+    latest = await client.render(template="note", data={"n": 1})
+    pinned = await client.render(template="note", version=1, data={"n": 2})
+    listed = await client.request("GET", "/v1/templates", expect=200)
+
+    assert (one["version"], two["version"]) == (1, 2)
+    latest_done = await client.wait(f"/v1/documents/{latest['id']}")
+    pinned_done = await client.wait(f"/v1/documents/{pinned['id']}")
+    assert latest_done["version"] == 2
+    assert "second 1" in pdf_text(await client.download(latest_done["url"]))[1]
+    assert "first 2" in pdf_text(await client.download(pinned_done["url"]))[1]
+    assert [(t["name"], t["version"]) for t in listed["templates"]] == [("note", 2), ("note", 1)]
+    await client.render(template="note", version=3, expect=404)
+
+
+async def test_tenants_see_only_their_own(stack: Stack, http: aiohttp.ClientSession) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    other = await signup(http, gateway.url, "b@example.com")
+    await client.upload("private", html="<p>mine</p>")
+    job = await client.render(template="private")
+
+    await other.request("GET", f"/v1/documents/{job['id']}", expect=404)
+    await other.render(template="private", expect=404)
+    assert (await other.request("GET", "/v1/templates", expect=200))["templates"] == []
+    assert (await client.wait(f"/v1/documents/{job['id']}"))["status"] == "done"
+
+
+async def test_slow_template_fails_at_its_budget_and_the_next_render_works(
+    stack: Stack, http: aiohttp.ClientSession, amqp_url: str
+) -> None:
+    gateway, _ = await stack(render_timeout=1.5)
+    client = await signup(http, gateway.url, "a@example.com")
+    never = "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}"
+    await client.upload("never", html=never)
+    await client.upload("quick", html="<p>quick</p>")
+
+    async with listen(amqp_url, "document.failed") as events:
+        slow = await client.render(template="never")
+        failed = await client.wait(f"/v1/documents/{slow['id']}")
+        await wait_for_events(events, 1)
+    quick = await client.render(template="quick")
+    done = await client.wait(f"/v1/documents/{quick['id']}")
+
+    assert failed["status"] == "failed"
+    assert failed["reason"] == "deadline_exceeded"
+    assert events[0]["reason"] == "deadline_exceeded"
+    assert done["status"] == "done"
+
+
+async def test_job_deadline_set_per_request_fails_the_job(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    never = "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}"
+    await client.upload("never", html=never)
+
+    job = await client.render(template="never", deadline_seconds=1.0)
+    failed = await client.wait(f"/v1/documents/{job['id']}")
+
+    assert failed["reason"] == "deadline_exceeded"
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<img src="http://169.254.169.254/latest/meta-data/">',
+        '<link rel="stylesheet" href="file:///etc/passwd">',
+    ],
+)
+async def test_ssrf_and_local_files_fail_with_fetch_refused(
+    stack: Stack, http: aiohttp.ClientSession, html: str
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("probe", html=html)
+
+    job = await client.render(template="probe")
+    failed = await client.wait(f"/v1/documents/{job['id']}")
+
+    assert failed["status"] == "failed"
+    assert failed["reason"] == "fetch_refused"
+    assert failed["url"] is None
+
+
+async def test_template_errors_fail_the_job_not_the_upload(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("unsafe", html="{{ ''.__class__.__mro__ }}")
+    await client.upload("both", html="<p>", archive=b"zip", expect=400)
+    await client.upload("bad-zip", archive=b"not a zip", expect=400)
+
+    job = await client.render(template="unsafe")
+
+    assert (await client.wait(f"/v1/documents/{job['id']}"))["reason"] == "template_error"
+
+
+@pytest.mark.parametrize(("bundle", "expected"), [("pdf", "application/pdf"), ("zip", "zip")])
+async def test_batch_renders_every_item_and_bundles_them(
+    stack: Stack, http: aiohttp.ClientSession, amqp_url: str, bundle: str, expected: str
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("label", html="<p>Parcel {{ n }}</p>")
+    items = [{"data": {"n": n}, "filename": f"parcel-{n}.pdf"} for n in range(30)]
+
+    async with listen(amqp_url, "document.batch.#") as events:
+        batch = await client.request(
+            "POST",
+            "/v1/document-batches",
+            json={"template": "label", "items": items, "bundle": bundle},
+            expect=202,
+        )
+        done = await client.wait(f"/v1/document-batches/{batch['id']}", timeout=60)
+        await wait_for_events(events, 1)
+
+    assert batch["total"] == 30
+    assert (done["status"], done["done"], done["failed"]) == ("done", 30, 0)
+    data = await client.download(done["url"])
+    assert len(data) == done["bundle_bytes"]
+    if bundle == "pdf":
+        pages, text = pdf_text(data)
+        assert pages == 30
+        assert text.index("Parcel 0") < text.index("Parcel 29")
+    else:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            assert "Parcel 7" in pdf_text(archive.read("parcel-7.pdf"))[1]
+        assert len(names) == 30
+    assert events == [
+        {
+            "type": "document.batch.completed",
+            "id": batch["id"],
+            "status": "done",
+            "total": 30,
+            "done": 30,
+            "failed": 0,
+            "bundle_format": bundle,
+            "bundle_bytes": len(data),
+            "reason": None,
+        }
+    ]
+
+
+async def test_batch_counts_failed_items(stack: Stack, http: aiohttp.ClientSession) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("strict", html="<p>{{ 100 // n }}</p>")
+    items = [{"data": {"n": n}} for n in (1, 0, 2)]
+
+    batch = await client.request(
+        "POST", "/v1/document-batches", json={"template": "strict", "items": items}, expect=202
+    )
+    done = await client.wait(f"/v1/document-batches/{batch['id']}")
+
+    assert (done["status"], done["done"], done["failed"]) == ("done", 2, 1)
+    with zipfile.ZipFile(io.BytesIO(await client.download(done["url"]))) as archive:
+        assert archive.namelist() == ["document-1.pdf", "document-3.pdf"]
+
+
+@pytest.mark.parametrize("reserved", [0, 1])
+async def test_big_batch_does_not_hold_up_another_tenants_document(
+    stack: Stack, http: aiohttp.ClientSession, reserved: int
+) -> None:
+    gateway, documents = await stack(render_workers=2, batch_window=4, reserved_workers=reserved)
+    busy = await signup(http, gateway.url, "a@example.com")
+    other = await signup(http, gateway.url, "b@example.com")
+    slow = "{% for i in range(400) %}<p>line {{ i }} of item {{ n }}</p>{% endfor %}"
+    await busy.upload("long", html=slow)
+    await other.upload("short", html="<p>hello</p>")
+    items = [{"data": {"n": n}} for n in range(200)]
+    batch = await busy.request(
+        "POST", "/v1/document-batches", json={"template": "long", "items": items}, expect=202
+    )
+    await asyncio.sleep(1.0)
+
+    started = asyncio.get_running_loop().time()
+    job = await other.render(template="short")
+    done = await other.wait(f"/v1/documents/{job['id']}", timeout=10)
+    waited = asyncio.get_running_loop().time() - started
+    progress = await busy.request("GET", f"/v1/document-batches/{batch['id']}", expect=200)
+
+    assert done["status"] == "done"
+    assert waited < 3.0
+    assert progress["status"] == "rendering"
+    assert progress["done"] < 200
+    pending = await documents.runtime.db.fetchval(
+        "SELECT count(*) FROM documents.jobs WHERE batch_id = $1 AND NOT fed",
+        uuid.UUID(batch["id"]),
+    )
+    assert pending > 100
+
+
+async def test_a_worker_killed_mid_render_is_retried(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, documents = await stack(render_workers=1, retry_base_delay=0.1)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("long", html="{% for i in range(3000) %}<p>line {{ i }}</p>{% endfor %}")
+    ctx = documents.runtime.app[CONTEXT_KEY]
+    worker = await ctx.renderer.pool.run(os.getpid)
+
+    job = await client.render(template="long")
+    async with asyncio.timeout(10):
+        while (await client.request("GET", f"/v1/documents/{job['id']}"))["status"] != "rendering":
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    os.kill(worker, signal.SIGKILL)
+    done = await client.wait(f"/v1/documents/{job['id']}", timeout=60)
+
+    assert done["status"] == "done", done
+    attempts = await ctx.db.fetchval(
+        "SELECT attempts FROM documents.jobs WHERE id = $1", uuid.UUID(job["id"])
+    )
+    assert attempts == 2
