@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SERVICES = {"gateway", "auth", "documents", "carrier-ingest", "log-sink"}
+SERVICES = {"gateway", "auth", "documents", "carrier-ingest", "log-sink", "webhooks"}
 
 
 def free_port() -> int:

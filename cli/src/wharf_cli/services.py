@@ -40,6 +40,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("documents"),
     ServiceSpec("carrier-ingest"),
     ServiceSpec("log-sink"),
+    ServiceSpec("webhooks"),
 )
 
 

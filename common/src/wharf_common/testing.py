@@ -25,6 +25,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from wharf_common import events
+from wharf_common.bus import Bus
+from wharf_common.envelope import Envelope
 from wharf_common.runtime import Runtime, ServiceSpec
 from wharf_common.settings import ServiceSettings
 
@@ -119,6 +122,29 @@ async def amqp_url() -> AsyncIterator[str]:
         finally:
             async with http.delete(f"{api}/vhosts/{vhost}"):
                 pass
+
+
+@pytest.fixture(autouse=True)
+def published_events_match_catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Fail a test whose code publishes an event its catalog model does not describe.
+
+    Every `Bus.publish_event` in every test is checked, so the services'
+    own tests prove that what they publish matches the catalog. Types under
+    ``test.`` are exempt. The fixture yields the problems found so far; a test
+    that publishes a bad event on purpose inspects and clears them.
+    """
+    problems: list[str] = []
+    publish = Bus.publish_event
+
+    async def checked(self: Bus, envelope: Envelope) -> None:
+        if not envelope.type.startswith("test."):
+            problems.extend(events.contract_problems(envelope))
+        await publish(self, envelope)
+
+    monkeypatch.setattr(Bus, "publish_event", checked)
+    yield problems
+    if problems:
+        pytest.fail("published events do not match the catalog:\n" + "\n".join(problems))
 
 
 @pytest_asyncio.fixture

@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as redis
 from aiohttp import web
 
+from wharf_common import asyncapi
 from wharf_common.errors import DeadlineExceeded, ServiceUnavailable
 from wharf_common.runtime import Runtime, ServiceSpec
 from wharf_common.storage import LocalStore, object_routes
@@ -20,6 +21,7 @@ from wharf_gateway.ops import ops_handlers
 from wharf_gateway.ratelimit import RateLimiter
 from wharf_gateway.routes import table
 from wharf_gateway.settings import GatewaySettings
+from wharf_gateway.webhooks import webhook_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ EDGE_KEY: web.AppKey[Edge] = web.AppKey("edge", Edge)
 
 
 async def setup(rt: Runtime) -> None:
-    """Mount the public API, /openapi.json and, with local storage, the signed-URL routes."""
+    """Mount the public API, its OpenAPI and AsyncAPI documents and any signed-URL routes."""
     settings = rt.settings
     assert isinstance(settings, GatewaySettings)
     client: redis.Redis = redis.Redis.from_url(
@@ -44,6 +46,7 @@ async def setup(rt: Runtime) -> None:
             **document_handlers(edge),
             **carrier_handlers(edge, lambda: rt.store),
             **ops_handlers(edge),
+            **webhook_handlers(edge),
         }
     )
     for route in routes:
@@ -54,6 +57,12 @@ async def setup(rt: Runtime) -> None:
         return web.json_response(spec_document)
 
     rt.app.router.add_get("/openapi.json", openapi_json)
+    events_document = asyncapi.document()
+
+    async def asyncapi_json(request: web.Request) -> web.Response:
+        return web.json_response(events_document)
+
+    rt.app.router.add_get("/asyncapi.json", asyncapi_json)
     if settings.storage_url.startswith("file:"):
         _mount_objects(rt)
 

@@ -1,0 +1,197 @@
+"""Webhook management over RPC, and the event consumer that schedules deliveries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from wharf_common import events
+from wharf_common.consumer import Delivery
+from wharf_common.envelope import Envelope
+from wharf_common.errors import BadRequest, Forbidden, NotFound
+from wharf_common.subscriber import handled_once
+from wharf_webhooks import signing
+from wharf_webhooks.addresses import check_endpoint
+from wharf_webhooks.delivery import Dispatcher, delivery_row
+from wharf_webhooks.models import CreateEndpoint, EndpointId, Replay
+from wharf_webhooks.settings import WebhookSettings
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = "webhooks"
+_HISTORY = 100
+
+
+class Webhooks:
+    """The tenant-facing operations and the event intake."""
+
+    def __init__(
+        self, pool: asyncpg.Pool[asyncpg.Record], settings: WebhookSettings, dispatcher: Dispatcher
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self._operations: dict[str, Callable[[str, dict[str, Any]], Awaitable[Any]]] = {
+            "webhooks.create": self.create,
+            "webhooks.list": self.list,
+            "webhooks.delete": self.delete,
+            "webhooks.deliveries": self.deliveries,
+            "webhooks.replay": self.replay,
+        }
+
+    async def answer(self, envelope: Envelope) -> Any:
+        """Run one RPC request for the tenant the gateway took from the credential."""
+        operation = self._operations.get(envelope.type)
+        if operation is None:
+            raise BadRequest(f"unknown operation {envelope.type}")
+        if not envelope.tenant:
+            raise Forbidden("webhook operations need a tenant")
+        body = envelope.body if isinstance(envelope.body, dict) else {}
+        return await operation(envelope.tenant, body.get("data") or {})
+
+    async def create(self, tenant: str, data: dict[str, Any]) -> Any:
+        """Register an endpoint; the answer holds its secret, the only time it is shown."""
+        request = CreateEndpoint.model_validate(data)
+        await check_endpoint(request.url, self.settings.webhook_allowed_hosts)
+        endpoint_id = uuid.uuid4()
+        secret = signing.new_secret()
+        row = await self.pool.fetchrow(
+            "INSERT INTO webhooks.endpoints (id, tenant, url, event_types, secret)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            endpoint_id,
+            tenant,
+            request.url,
+            request.event_types,
+            secret,
+        )
+        assert row is not None
+        return {**_endpoint(row), "secret": secret}
+
+    async def list(self, tenant: str, data: dict[str, Any]) -> Any:
+        """The tenant's endpoints, without their secrets."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM webhooks.endpoints WHERE tenant = $1 AND deleted_at IS NULL"
+            " ORDER BY created_at, id",
+            tenant,
+        )
+        return {"items": [_endpoint(row) for row in rows]}
+
+    async def delete(self, tenant: str, data: dict[str, Any]) -> Any:
+        """Remove an endpoint and cancel what it still had pending."""
+        endpoint_id = EndpointId.model_validate(data).id
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "UPDATE webhooks.endpoints SET deleted_at = now()"
+                " WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL RETURNING id",
+                tenant,
+                endpoint_id,
+            )
+            if found is None:
+                raise NotFound("no such webhook endpoint")
+            await conn.execute(
+                "UPDATE webhooks.deliveries SET status = 'cancelled', finished_at = now()"
+                " WHERE endpoint_id = $1 AND status = 'pending'",
+                endpoint_id,
+            )
+        return {"id": str(endpoint_id), "deleted": True}
+
+    async def deliveries(self, tenant: str, data: dict[str, Any]) -> Any:
+        """The endpoint's most recent delivery attempts and their outcomes, newest first."""
+        endpoint_id = EndpointId.model_validate(data).id
+        await self._endpoint(tenant, endpoint_id)
+        rows = await self.pool.fetch(
+            "SELECT a.*, d.event_id, d.status, d.replay, ev.type FROM webhooks.attempts a"
+            " JOIN webhooks.deliveries d ON d.id = a.delivery_id"
+            " JOIN webhooks.events ev ON ev.tenant = d.tenant AND ev.id = d.event_id"
+            " WHERE a.endpoint_id = $1 AND a.tenant = $2 ORDER BY a.id DESC LIMIT $3",
+            endpoint_id,
+            tenant,
+            _HISTORY,
+        )
+        pending = await self.pool.fetchval(
+            "SELECT count(*) FROM webhooks.deliveries"
+            " WHERE endpoint_id = $1 AND status = 'pending'",
+            endpoint_id,
+        )
+        return {"items": [delivery_row(row) for row in rows], "pending": pending}
+
+    async def replay(self, tenant: str, data: dict[str, Any]) -> Any:
+        """Schedule the endpoint's event types that occurred since a time to be sent again."""
+        request = Replay.model_validate(data)
+        endpoint = await self._endpoint(tenant, request.id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            count = await conn.fetchval(
+                "WITH sent AS (INSERT INTO webhooks.deliveries"
+                " (tenant, endpoint_id, event_id, replay)"
+                " SELECT tenant, $2, id, true FROM webhooks.events"
+                " WHERE tenant = $1 AND occurred_at >= $3 AND type = ANY($4::text[])"
+                " ORDER BY occurred_at LIMIT $5 RETURNING 1) SELECT count(*) FROM sent",
+                tenant,
+                request.id,
+                request.since,
+                endpoint["event_types"],
+                self.settings.webhook_replay_limit,
+            )
+        self.dispatcher.wake()
+        return {"id": str(request.id), "scheduled": count}
+
+    async def _endpoint(self, tenant: str, endpoint_id: uuid.UUID) -> asyncpg.Record:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM webhooks.endpoints WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL",
+            tenant,
+            endpoint_id,
+        )
+        if row is None:
+            raise NotFound("no such webhook endpoint")
+        return row
+
+    async def on_event(self, event: events.Event, delivery: Delivery) -> None:
+        """Keep a tenant's event and schedule a delivery to each endpoint that wants it."""
+        envelope = delivery.envelope
+        if not envelope.tenant:
+            return
+        payload = json.dumps(
+            {
+                "id": str(envelope.id),
+                "type": envelope.type,
+                "schema_version": envelope.schema_version,
+                "created_at": envelope.created_at.isoformat(),
+                "data": event.model_dump(mode="json"),
+            },
+            separators=(",", ":"),
+        )
+        async with handled_once(self.pool, SCHEMA, envelope) as conn:
+            if conn is None:
+                return
+            await conn.execute(
+                "INSERT INTO webhooks.events (tenant, id, type, payload, occurred_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                envelope.tenant,
+                envelope.id,
+                envelope.type,
+                payload,
+                envelope.created_at,
+            )
+            await conn.execute(
+                "INSERT INTO webhooks.deliveries (tenant, endpoint_id, event_id)"
+                " SELECT tenant, id, $2 FROM webhooks.endpoints"
+                " WHERE tenant = $1 AND deleted_at IS NULL AND $3 = ANY(event_types)",
+                envelope.tenant,
+                envelope.id,
+                envelope.type,
+            )
+        self.dispatcher.wake()
+
+
+def _endpoint(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "url": row["url"],
+        "event_types": list(row["event_types"]),
+        "created_at": row["created_at"].isoformat(),
+    }
