@@ -26,6 +26,7 @@ from wharf_common import deadlines, outbox
 from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, InvalidMessage, NotFound, TransientError
+from wharf_common.events import CarrierDocumentsCompleted, event_envelope
 from wharf_common.storage import ObjectStore
 
 from .db import SCHEMA
@@ -311,6 +312,21 @@ class DocumentJobs:
                 tenant,
                 job_id,
                 key,
+            )
+            stored = sum(1 for item in items if item["state"] == "stored")
+            completed = CarrierDocumentsCompleted(
+                job_id=job_id,
+                carrier=job["carrier"],
+                manifest_ref=key,
+                stored=stored,
+                missing=len(items) - stored,
+            )
+            await outbox.enqueue(
+                conn,
+                SCHEMA,
+                event_envelope(completed, tenant=tenant),
+                kind="event",
+                destination=completed.event_type,
             )
         logger.info("carrier-documents job finished", extra={"job_id": str(job_id)})
 
