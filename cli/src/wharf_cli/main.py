@@ -20,10 +20,10 @@ from wharf_cli.backend import BackendError, ServiceState
 from wharf_cli.local import LocalBackend, NotRunningError, read_info
 from wharf_cli.output import status_json, status_table
 from wharf_cli.preflight import database_name, preflight
-from wharf_cli.queues import queue_depths
 from wharf_cli.services import ServiceSpec, load_services
 from wharf_cli.settings import CliSettings
 from wharf_cli.stack import print_table, run_detached, run_foreground
+from wharf_common.queues import queue_depths
 
 _Command = Callable[
     [argparse.Namespace, CliSettings, Sequence[ServiceSpec]], Coroutine[Any, Any, int]
