@@ -17,13 +17,14 @@ from pydantic import ValidationError
 
 from wharf_cli import dlq
 from wharf_cli.backend import BackendError, ServiceState
+from wharf_cli.backends import BACKENDS, open_backend
 from wharf_cli.local import LocalBackend, NotRunningError, read_info
 from wharf_cli.output import status_json, status_table
 from wharf_cli.preflight import database_name, preflight
 from wharf_cli.services import ServiceSpec, load_services
 from wharf_cli.settings import CliSettings
 from wharf_cli.stack import print_table, run_detached, run_foreground
-from wharf_common.queues import queue_depths
+from wharf_common.queues import queue_depths, vhost_of
 
 _Command = Callable[
     [argparse.Namespace, CliSettings, Sequence[ServiceSpec]], Coroutine[Any, Any, int]
@@ -126,17 +127,25 @@ async def _wait_settled(backend: LocalBackend, service: str, within: float) -> S
 async def _scale(
     args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
 ) -> int:
-    backend = LocalBackend(settings.wharf_home)
+    if args.count is None and not args.release:
+        raise UsageError("scale takes SERVICE N, or SERVICE --release")
+    if args.count is not None and args.release:
+        raise UsageError("scale takes a count or --release, not both")
+    kind = args.backend or settings.backend
+    backend = open_backend(settings, [spec.name for spec in specs], kind)
     try:
-        state = await backend.scale(args.service, args.count)
-        if not args.no_wait:
+        if args.release:
+            state = await backend.release(args.service)
+        else:
+            state = await backend.scale(args.service, args.count)
+        if kind == "local" and not args.no_wait and isinstance(backend, LocalBackend):
             # Scaling in waits for surplus tasks to drain, which may take their stop timeout.
             within = max(settings.ready_timeout, settings.stop_timeout + 10)
             state = await _wait_settled(backend, args.service, within)
     finally:
         await backend.close()
     await print_table([state], settings)
-    if not args.no_wait and not state.settled:
+    if kind == "local" and not args.no_wait and not state.settled:
         print(f"{args.service} has not settled yet; see wharf status", file=sys.stderr)
         return 1
     return 0
@@ -145,13 +154,18 @@ async def _scale(
 async def _status(
     args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
 ) -> int:
-    backend = LocalBackend(settings.wharf_home)
+    kind = args.backend or settings.backend
+    backend = open_backend(settings, [spec.name for spec in specs], kind)
     try:
         states = await backend.status()
     finally:
         await backend.close()
-    depths = await queue_depths(settings.management_url, [state.name for state in states])
-    print(status_json(states, depths) if args.json else status_table(states, depths))
+    names = [state.name for state in states]
+    depths = await queue_depths(settings.management_url, names, vhost_of(settings.amqp_url))
+    if args.json:
+        print(status_json(states, depths, backend=kind))
+    else:
+        print(status_table(states, depths))
     return 0
 
 
@@ -221,14 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--supervisor", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(handler=_up)
 
-    scale = commands.add_parser("scale", help="change a service's task count while it runs")
+    backend_help = "where the services run (default: WHARF_BACKEND, else local)"
+    scale = commands.add_parser(
+        "scale", help="set a service's task count, pinning its autoscaler; --release undoes it"
+    )
     scale.add_argument("service")
-    scale.add_argument("count", type=int)
+    scale.add_argument("count", type=int, nargs="?")
+    scale.add_argument("--release", action="store_true", help="hand back to the autoscaler")
     scale.add_argument("--no-wait", action="store_true", help="return without waiting")
+    scale.add_argument("--backend", choices=BACKENDS, help=backend_help)
     scale.set_defaults(handler=_scale)
 
     status = commands.add_parser("status", help="task counts, health and queue depth")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--backend", choices=BACKENDS, help=backend_help)
     status.set_defaults(handler=_status)
 
     down = commands.add_parser("down", help="stop the stack, draining every task")
