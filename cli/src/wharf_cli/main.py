@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wharf_cli import dlq
+from wharf_cli.autoscale import Autoscaler, Limits, Policy
 from wharf_cli.backend import BackendError, ServiceState
 from wharf_cli.backends import BACKENDS, open_backend
 from wharf_cli.local import LocalBackend, NotRunningError, read_info
@@ -169,6 +171,57 @@ async def _status(
     return 0
 
 
+def _limits(pairs: Sequence[str], specs: Sequence[ServiceSpec]) -> dict[str, Limits]:
+    limits = {
+        spec.name: Limits(spec.min_tasks, spec.max_tasks)
+        for spec in specs
+        if spec.max_tasks is not None
+    }
+    known = {spec.name for spec in specs}
+    for pair in pairs:
+        name, sep, bounds = pair.partition("=")
+        low, colon, high = bounds.partition(":")
+        if not sep or not colon or not low.isdigit() or not high.isdigit():
+            raise UsageError(f"--limits takes SERVICE=MIN:MAX, not {pair!r}")
+        if name not in known:
+            raise UsageError(f"unknown service {name!r} (known: {', '.join(sorted(known))})")
+        try:
+            limits[name] = Limits(int(low), int(high))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    return limits
+
+
+async def _autoscale(
+    args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
+) -> int:
+    limits = _limits(args.limits, specs)
+    if not limits:
+        raise UsageError("no service to autoscale: give --limits SERVICE=MIN:MAX")
+    policy = Policy(target_seconds=args.target_seconds, cooldown=args.cooldown)
+    backend = open_backend(settings, [spec.name for spec in specs], args.backend)
+    scaler = Autoscaler(
+        backend, limits, settings.management_url, vhost=vhost_of(settings.amqp_url), policy=policy
+    )
+    try:
+        if args.once:
+            for service, decision in (await scaler.step()).items():
+                print(f"{service}: {decision.count} ({decision.reason})")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        names = ", ".join(
+            f"{name} {lim.min_tasks}..{lim.max_tasks}" for name, lim in limits.items()
+        )
+        print(f"autoscaling {names} every {args.interval:g}s; Ctrl-C stops", flush=True)
+        await scaler.run(args.interval, stop)
+    finally:
+        await backend.close()
+    return 0
+
+
 async def _down(
     args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
 ) -> int:
@@ -250,6 +303,28 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--backend", choices=BACKENDS, help=backend_help)
     status.set_defaults(handler=_status)
+
+    autoscale = commands.add_parser(
+        "autoscale", help="set task counts from queue depth and throughput, until stopped"
+    )
+    autoscale.add_argument(
+        "--limits",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SERVICE=MIN:MAX",
+        help="services to scale and their bounds (default: documents and carrier-ingest)",
+    )
+    autoscale.add_argument("--interval", type=float, default=15.0, help="seconds between rounds")
+    autoscale.add_argument(
+        "--target-seconds", type=float, default=60.0, help="drain a backlog within this long"
+    )
+    autoscale.add_argument(
+        "--cooldown", type=float, default=120.0, help="seconds after a change before scaling in"
+    )
+    autoscale.add_argument("--once", action="store_true", help="one round, then exit")
+    autoscale.add_argument("--backend", choices=BACKENDS, help=backend_help)
+    autoscale.set_defaults(handler=_autoscale)
 
     down = commands.add_parser("down", help="stop the stack, draining every task")
     down.set_defaults(handler=_down)
