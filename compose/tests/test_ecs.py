@@ -158,3 +158,13 @@ def test_gateway_scales_on_cpu(template: dict[str, Any]) -> None:
 
     assert stack.resource("CpuPolicy") is not None
     assert stack.resource("QueueDepthPolicy") is None
+
+
+def test_gateway_ops_api_scales_this_cluster(template: dict[str, Any]) -> None:
+    stack = _stack(template, next(spec for spec in SERVICES if spec.name == "gateway"))
+    task = stack.resource("TaskDefinition")
+    assert task is not None
+    env = {item["Name"]: item["Value"] for item in task["ContainerDefinitions"][0]["Environment"]}
+
+    assert env["WHARF_BACKEND"] == "ecs"
+    assert env["WHARF_ECS_CLUSTER"] == stack.parameters.get("ClusterName")

@@ -113,7 +113,7 @@ def _environment(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[
             env[item["name"]] = item["value"]
             continue
         reference = item["valueFrom"]
-        assert set(reference) <= {"secretKeyRef", "configMapKeyRef"}, item
+        assert set(reference) <= {"secretKeyRef", "configMapKeyRef", "fieldRef"}, item
         env[item["name"]] = "<from a reference>"
     return env
 
@@ -192,3 +192,27 @@ def test_overlay_sets_tags_namespace_and_replicas() -> None:
         assert image == f"registry.example.com/wharf/{spec.name}:0.1.0"
     assert _find(docs, "Deployment", "auth")["spec"]["replicas"] == 2
     assert _find(docs, "ScaledObject", "documents")["spec"]["maxReplicaCount"] == 12
+
+
+def test_gateway_ops_api_may_scale_deployments(built: list[dict[str, Any]]) -> None:
+    pod = _find(built, "Deployment", "gateway")["spec"]["template"]["spec"]
+    env = {item["name"]: item for item in pod["containers"][0]["env"]}
+    binding = _find(built, "RoleBinding", "wharf-ops")
+    role = _find(built, "Role", binding["roleRef"]["name"])
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+    assert env["WHARF_BACKEND"]["value"] == "k8s"
+    assert env["WHARF_K8S_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    assert {
+        ("apps", "deployments/scale", "patch"),
+        ("", "pods", "list"),
+        ("autoscaling", "horizontalpodautoscalers", "patch"),
+        ("keda.sh", "scaledobjects", "patch"),
+    } <= granted

@@ -21,6 +21,7 @@ class BackendSettings(BaseSettings):
 
     backend: Literal["local", "ecs", "k8s"] = "local"
     home: Path = Path(".wharf")
+    services_file: Path | None = None
 
     ecs_cluster: str = "wharf"
     ecs_service_prefix: str = "wharf-"
@@ -44,4 +45,3 @@ class CliSettings(ServiceSettings, BackendSettings):
 
     service_name: str = "wharf-cli"
     ready_timeout: float = 120.0
-    services_file: Path | None = None
