@@ -8,7 +8,7 @@ from typing import Any
 
 import aio_pika
 
-from wharf_cli.queues import depths, queue_depths
+from wharf_common.queues import depths, queue_depths
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672/"

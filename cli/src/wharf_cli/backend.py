@@ -1,7 +1,10 @@
 """Where tasks run, behind one interface: `scale` and `status` mean the same on every backend.
 
-The local stack (`LocalBackend`, talking to the supervisor of ``wharf up``) is
-the only backend today; ECS and Kubernetes backends implement the same class.
+Three backends implement it: the local stack (`LocalBackend`, talking to the
+supervisor of ``wharf up``), ECS (`EcsBackend`) and Kubernetes
+(`KubernetesBackend`). Where an autoscaler owns a service, `scale` pins it to
+the count asked for and `release` hands control back: a fixed count never
+fights an autoscaler.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 TaskPhase = Literal["starting", "running", "stopping", "backoff", "exited"]
+Autoscaler = Literal["hpa", "keda", "ecs"]
 
 
 class TaskState(BaseModel):
@@ -33,6 +37,9 @@ class ServiceState(BaseModel):
     name: str
     desired: int
     tasks: list[TaskState] = []
+    # The autoscaler that owns the service, if any, and whether `scale` has pinned it.
+    autoscaler: Autoscaler | None = None
+    pinned: bool = False
 
     @property
     def running(self) -> int:
@@ -64,6 +71,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def scale(self, service: str, count: int) -> ServiceState:
         """Set a service's desired task count; returns at once, without waiting."""
+
+    async def release(self, service: str) -> ServiceState:
+        """Hand the service back to its autoscaler; a no-op where none owns it."""
+        return await self.state(service)
+
+    async def state(self, service: str) -> ServiceState:
+        """One service's state."""
+        for state in await self.status():
+            if state.name == service:
+                return state
+        raise BackendError(f"unknown service {service!r}")
 
     @abc.abstractmethod
     async def close(self) -> None:

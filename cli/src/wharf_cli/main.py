@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -16,14 +17,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from wharf_cli import dlq
+from wharf_cli.autoscale import Autoscaler, Limits, Policy
 from wharf_cli.backend import BackendError, ServiceState
+from wharf_cli.backends import BACKENDS, open_backend
 from wharf_cli.local import LocalBackend, NotRunningError, read_info
 from wharf_cli.output import status_json, status_table
 from wharf_cli.preflight import database_name, preflight
-from wharf_cli.queues import queue_depths
 from wharf_cli.services import ServiceSpec, load_services
 from wharf_cli.settings import CliSettings
 from wharf_cli.stack import print_table, run_detached, run_foreground
+from wharf_common.queues import queue_depths, vhost_of
 
 _Command = Callable[
     [argparse.Namespace, CliSettings, Sequence[ServiceSpec]], Coroutine[Any, Any, int]
@@ -126,17 +129,25 @@ async def _wait_settled(backend: LocalBackend, service: str, within: float) -> S
 async def _scale(
     args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
 ) -> int:
-    backend = LocalBackend(settings.wharf_home)
+    if args.count is None and not args.release:
+        raise UsageError("scale takes SERVICE N, or SERVICE --release")
+    if args.count is not None and args.release:
+        raise UsageError("scale takes a count or --release, not both")
+    kind = args.backend or settings.backend
+    backend = open_backend(settings, [spec.name for spec in specs], kind)
     try:
-        state = await backend.scale(args.service, args.count)
-        if not args.no_wait:
+        if args.release:
+            state = await backend.release(args.service)
+        else:
+            state = await backend.scale(args.service, args.count)
+        if kind == "local" and not args.no_wait and isinstance(backend, LocalBackend):
             # Scaling in waits for surplus tasks to drain, which may take their stop timeout.
             within = max(settings.ready_timeout, settings.stop_timeout + 10)
             state = await _wait_settled(backend, args.service, within)
     finally:
         await backend.close()
     await print_table([state], settings)
-    if not args.no_wait and not state.settled:
+    if kind == "local" and not args.no_wait and not state.settled:
         print(f"{args.service} has not settled yet; see wharf status", file=sys.stderr)
         return 1
     return 0
@@ -145,13 +156,69 @@ async def _scale(
 async def _status(
     args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
 ) -> int:
-    backend = LocalBackend(settings.wharf_home)
+    kind = args.backend or settings.backend
+    backend = open_backend(settings, [spec.name for spec in specs], kind)
     try:
         states = await backend.status()
     finally:
         await backend.close()
-    depths = await queue_depths(settings.management_url, [state.name for state in states])
-    print(status_json(states, depths) if args.json else status_table(states, depths))
+    names = [state.name for state in states]
+    depths = await queue_depths(settings.management_url, names, vhost_of(settings.amqp_url))
+    if args.json:
+        print(status_json(states, depths, backend=kind))
+    else:
+        print(status_table(states, depths))
+    return 0
+
+
+def _limits(pairs: Sequence[str], specs: Sequence[ServiceSpec]) -> dict[str, Limits]:
+    limits = {
+        spec.name: Limits(spec.min_tasks, spec.max_tasks)
+        for spec in specs
+        if spec.max_tasks is not None
+    }
+    known = {spec.name for spec in specs}
+    for pair in pairs:
+        name, sep, bounds = pair.partition("=")
+        low, colon, high = bounds.partition(":")
+        if not sep or not colon or not low.isdigit() or not high.isdigit():
+            raise UsageError(f"--limits takes SERVICE=MIN:MAX, not {pair!r}")
+        if name not in known:
+            raise UsageError(f"unknown service {name!r} (known: {', '.join(sorted(known))})")
+        try:
+            limits[name] = Limits(int(low), int(high))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    return limits
+
+
+async def _autoscale(
+    args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
+) -> int:
+    limits = _limits(args.limits, specs)
+    if not limits:
+        raise UsageError("no service to autoscale: give --limits SERVICE=MIN:MAX")
+    policy = Policy(target_seconds=args.target_seconds, cooldown=args.cooldown)
+    backend = open_backend(settings, [spec.name for spec in specs], args.backend)
+    scaler = Autoscaler(
+        backend, limits, settings.management_url, vhost=vhost_of(settings.amqp_url), policy=policy
+    )
+    try:
+        if args.once:
+            for service, decision in (await scaler.step()).items():
+                print(f"{service}: {decision.count} ({decision.reason})")
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        names = ", ".join(
+            f"{name} {lim.min_tasks}..{lim.max_tasks}" for name, lim in limits.items()
+        )
+        print(f"autoscaling {names} every {args.interval:g}s; Ctrl-C stops", flush=True)
+        await scaler.run(args.interval, stop)
+    finally:
+        await backend.close()
     return 0
 
 
@@ -221,15 +288,43 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--supervisor", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(handler=_up)
 
-    scale = commands.add_parser("scale", help="change a service's task count while it runs")
+    backend_help = "where the services run (default: WHARF_BACKEND, else local)"
+    scale = commands.add_parser(
+        "scale", help="set a service's task count, pinning its autoscaler; --release undoes it"
+    )
     scale.add_argument("service")
-    scale.add_argument("count", type=int)
+    scale.add_argument("count", type=int, nargs="?")
+    scale.add_argument("--release", action="store_true", help="hand back to the autoscaler")
     scale.add_argument("--no-wait", action="store_true", help="return without waiting")
+    scale.add_argument("--backend", choices=BACKENDS, help=backend_help)
     scale.set_defaults(handler=_scale)
 
     status = commands.add_parser("status", help="task counts, health and queue depth")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--backend", choices=BACKENDS, help=backend_help)
     status.set_defaults(handler=_status)
+
+    autoscale = commands.add_parser(
+        "autoscale", help="set task counts from queue depth and throughput, until stopped"
+    )
+    autoscale.add_argument(
+        "--limits",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SERVICE=MIN:MAX",
+        help="services to scale and their bounds (default: documents and carrier-ingest)",
+    )
+    autoscale.add_argument("--interval", type=float, default=15.0, help="seconds between rounds")
+    autoscale.add_argument(
+        "--target-seconds", type=float, default=60.0, help="drain a backlog within this long"
+    )
+    autoscale.add_argument(
+        "--cooldown", type=float, default=120.0, help="seconds after a change before scaling in"
+    )
+    autoscale.add_argument("--once", action="store_true", help="one round, then exit")
+    autoscale.add_argument("--backend", choices=BACKENDS, help=backend_help)
+    autoscale.set_defaults(handler=_autoscale)
 
     down = commands.add_parser("down", help="stop the stack, draining every task")
     down.set_defaults(handler=_down)

@@ -27,6 +27,9 @@ def status_table(states: Sequence[ServiceState], depths: Mapping[str, int] | Non
     for state in states:
         depth = "?" if depths is None else str(depths.get(state.name, 0))
         tasks = ", ".join(_task_word(task) for task in state.tasks) or "-"
+        if state.autoscaler:
+            owner = f"{state.autoscaler} pinned" if state.pinned else state.autoscaler
+            tasks = f"[{owner}] {tasks}"
         counts = [str(state.desired), str(state.running), str(state.ready)]
         rows.append([state.name, *counts, depth, tasks])
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
@@ -51,6 +54,8 @@ def status_json(
                 "running": state.running,
                 "ready": state.ready,
                 "queue_depth": None if depths is None else depths.get(state.name, 0),
+                "autoscaler": state.autoscaler,
+                "pinned": state.pinned,
                 "tasks": [task.model_dump() for task in state.tasks],
             }
         )

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
-from wharf_cli.queues import split_credentials
+from wharf_common.queues import split_credentials
 
 logger = logging.getLogger(__name__)
 

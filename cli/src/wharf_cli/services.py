@@ -1,4 +1,4 @@
-"""The table of services the local stack runs: data, so a new service is one more row."""
+"""The table of services, for the local stack and the deployments: a new service is one more row."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """How to run one service as local processes."""
+    """How to run one service: as local processes, and in a container."""
 
     name: str
     default_tasks: int = 1
+    # The port a container of the service listens on (WHARF_HTTP_PORT in compose/ and k8s/).
+    port: int = 8080
+    # Task counts `wharf autoscale` keeps between; a service without them is left alone.
+    min_tasks: int = 1
+    max_tasks: int | None = None
     # A shared public port is bound by every task with SO_REUSEPORT; other
     # services get a unique WHARF_HTTP_PORT per task.
     shared_http_port: bool = False
@@ -35,12 +40,12 @@ class ServiceSpec:
 # Each documents task starts one render worker per core, so one task already
 # uses the whole machine; more local tasks would share the cores, not add any.
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("gateway", shared_http_port=True),
-    ServiceSpec("auth"),
-    ServiceSpec("documents"),
-    ServiceSpec("carrier-ingest"),
-    ServiceSpec("log-sink"),
-    ServiceSpec("webhooks"),
+    ServiceSpec("gateway", port=8080, shared_http_port=True),
+    ServiceSpec("auth", port=8081),
+    ServiceSpec("documents", port=8082, max_tasks=8),
+    ServiceSpec("carrier-ingest", port=8083, max_tasks=8),
+    ServiceSpec("log-sink", port=8084),
+    ServiceSpec("webhooks", port=8085),
 )
 
 
@@ -58,7 +63,8 @@ def load_services(path: Path | None) -> tuple[ServiceSpec, ...]:
     """The built-in table, or the one in a TOML file of ``[[service]]`` tables.
 
     Each entry takes the fields of `ServiceSpec`: ``name``, and optionally
-    ``default_tasks``, ``shared_http_port``, ``module`` or ``command``.
+    ``default_tasks``, ``port``, ``min_tasks``, ``max_tasks``, ``shared_http_port``,
+    ``module`` or ``command``.
     """
     if path is None:
         return SERVICES

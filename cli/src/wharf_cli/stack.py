@@ -15,10 +15,10 @@ from wharf_cli.backend import ServiceState
 from wharf_cli.home import Home
 from wharf_cli.local import ControlServer, LocalBackend, NotRunningError
 from wharf_cli.output import status_table
-from wharf_cli.queues import queue_depths
 from wharf_cli.services import ServiceSpec
 from wharf_cli.settings import CliSettings
 from wharf_cli.supervisor import Supervisor, SupervisorOptions
+from wharf_common.queues import queue_depths
 
 
 async def print_table(states: Sequence[ServiceState], settings: CliSettings) -> None:

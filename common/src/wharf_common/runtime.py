@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -38,6 +39,7 @@ from wharf_common.bus import LOGS_EXCHANGE, Bus
 from wharf_common.consumer import Consumer, Handler
 from wharf_common.envelope import Envelope
 from wharf_common.http import request_middleware
+from wharf_common.queuemetrics import publish_forever
 from wharf_common.settings import ServiceSettings
 from wharf_common.storage import ObjectStore, open_store
 
@@ -332,6 +334,8 @@ async def serve(spec: ServiceSpec, settings: ServiceSettings) -> int:
     )
     rt.app.add_routes(_probe_routes())
     await spec.setup(rt)
+    if settings.queue_metrics:
+        rt.add_task("queue-metrics", functools.partial(publish_forever, settings, spec.name))
 
     runner = web.AppRunner(rt.app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -45,6 +45,12 @@ class ServiceSettings(BaseSettings):
     retry_max_delay: float = 30.0
     db_pool_max: int = 10
 
+    queue_metrics: bool = Field(
+        default=False, description="Publish the service's queue depth to CloudWatch (ECS)"
+    )
+    queue_metrics_interval: float = Field(default=60.0, gt=0)
+    queue_metrics_endpoint_url: str | None = None
+
     def public_dump(self) -> dict[str, Any]:
         """Settings as they may be logged: secrets and URL passwords masked."""
         data: dict[str, Any] = {}

@@ -44,6 +44,7 @@ def gateway_settings(amqp_url: str, redis_prefix: str, tmp_path: Path) -> Gatewa
         anonymous_burst=1000,
         api_key_cache_seconds=0.2,
         jwks_min_refetch=0.0,
+        home=tmp_path / "wharf",
     )
 
 

@@ -1,4 +1,9 @@
-"""Handlers of the routes for platform operators: log search."""
+"""Handlers of the routes for platform operators: log search, task counts and queue depths.
+
+Task counts go through the same `Backend` as ``wharf scale`` and ``wharf status``
+(wharf-cli, whose dependencies the gateway already has through wharf-common):
+the local stack's supervisor, ECS or Kubernetes, as ``WHARF_BACKEND`` says.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,16 @@ from typing import Any
 
 from aiohttp import web
 
+from wharf_cli.backend import BackendError, ServiceState
+from wharf_cli.backends import open_backend
+from wharf_cli.local import NotRunningError
+from wharf_cli.services import load_services
 from wharf_common.envelope import Envelope
+from wharf_common.errors import NotFound, ServiceUnavailable
 from wharf_common.http import REQUEST_ID_KEY
+from wharf_common.queues import queue_depths, vhost_of
 from wharf_gateway.edge import Call, Edge
-from wharf_gateway.routes import Handler
+from wharf_gateway.routes import Handler, ServicePath, SetTaskCount
 
 LOG_SINK_QUEUE = "wharf.log-sink.rpc"
 
@@ -31,4 +42,58 @@ def ops_handlers(edge: Edge) -> dict[str, Handler]:
         result = await edge.bus.call(LOG_SINK_QUEUE, envelope)
         return web.json_response(result)
 
-    return {"get_logs": search_logs}
+    settings = edge.settings
+    services = [spec.name for spec in load_services(settings.services_file)]
+
+    def _unavailable(exc: BackendError) -> ServiceUnavailable:
+        return ServiceUnavailable(f"the ops backend ({settings.backend}) is unavailable: {exc}")
+
+    async def list_services(call: Call) -> web.StreamResponse:
+        backend = open_backend(settings, services)
+        try:
+            states = await backend.status()
+        except BackendError as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            await backend.close()
+        names = [state.name for state in states]
+        depths = await queue_depths(settings.management_url, names, vhost_of(settings.amqp_url))
+        body = [_service(state, None if depths is None else depths.get(state.name, 0))
+                for state in states]  # fmt: skip
+        return web.json_response({"backend": settings.backend, "services": body})
+
+    async def set_tasks(call: Call) -> web.StreamResponse:
+        assert isinstance(call.path, ServicePath) and isinstance(call.body, SetTaskCount)
+        name = call.path.name
+        if name not in services:
+            raise NotFound(f"no service {name!r}")
+        backend = open_backend(settings, services)
+        try:
+            state = await backend.scale(name, call.body.count)
+        except NotRunningError as exc:
+            raise _unavailable(exc) from exc
+        except BackendError as exc:
+            if "unknown service" in str(exc):
+                raise NotFound(f"no service {name!r} runs on {settings.backend}") from exc
+            raise _unavailable(exc) from exc
+        finally:
+            await backend.close()
+        return web.json_response(_service(state, None))
+
+    return {
+        "get_logs": search_logs,
+        "get_ops_services": list_services,
+        "put_ops_services_name_tasks": set_tasks,
+    }
+
+
+def _service(state: ServiceState, depth: int | None) -> dict[str, Any]:
+    return {
+        "name": state.name,
+        "desired": state.desired,
+        "running": state.running,
+        "ready": state.ready,
+        "queue_depth": depth,
+        "autoscaler": state.autoscaler,
+        "pinned": state.pinned,
+    }

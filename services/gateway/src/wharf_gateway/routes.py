@@ -84,7 +84,7 @@ class LogQuery(BaseModel):
 class SetTaskCount(models._Body):
     """The task count to run for a service."""
 
-    count: int
+    count: int = Field(ge=0, le=1000)
 
 
 @dataclass(frozen=True)

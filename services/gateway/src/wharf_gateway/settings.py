@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
+from wharf_cli.settings import BackendSettings
 from wharf_common.settings import ServiceSettings
 
 
-class GatewaySettings(ServiceSettings):
-    """The gateway's settings: limits, deadlines, caches, rate limits, carrier signatures.
+class GatewaySettings(ServiceSettings, BackendSettings):
+    """The gateway's settings: limits, deadlines, caches, rate limits, carrier signatures,
+    and where the services run (for the ops API's task counts).
 
     `carrier_signing_secrets` maps a carrier to the HMAC-SHA256 key its posts are
     signed with; a carrier listed there must send a valid signature header.
