@@ -62,13 +62,13 @@ class Figures:
 
     def row(self) -> str:
         return (
-            f"{self.fault:<34} {self.sent:>6} {self.committed:>9} {self.duplicated:>10}"
+            f"{self.fault:<36} {self.sent:>6} {self.committed:>9} {self.duplicated:>10}"
             f" {self.lost:>5} {self.failed_with_reason:>7} {self.recovery:>10.1f}"
         )
 
 
 HEADER = (
-    f"{'FAULT':<34} {'SENT':>6} {'COMMITTED':>9} {'DUPLICATED':>10} {'LOST':>5}"
+    f"{'FAULT':<36} {'SENT':>6} {'COMMITTED':>9} {'DUPLICATED':>10} {'LOST':>5}"
     f" {'FAILED':>7} {'RECOVER_S':>10}"
 )
 RESULTS: list[Figures] = []
@@ -325,11 +325,11 @@ class Sent:
     logs: list[str]
 
 
-async def _round(traffic: Traffic, tag: str, fault: Callable[[], Awaitable[None]]) -> Sent:
+async def _round(traffic: Traffic, tag: str, fault: Callable[[str], Awaitable[None]]) -> Sent:
     """Send every kind of traffic while `fault` happens; return what was accepted."""
     batch = await traffic.batch(DOCUMENTS)
     sending = asyncio.gather(traffic.payloads(PAYLOADS, tag), traffic.logs(LOGS))
-    await fault()
+    await fault(batch)
     numbers, logs = await sending
     return Sent(batch, numbers, logs)
 
@@ -398,7 +398,7 @@ def _assert_clean(figures: Figures) -> None:
     assert figures.lost == 0, figures
 
 
-async def _no_fault() -> None:
+async def _no_fault(batch: str) -> None:
     return None
 
 
@@ -416,11 +416,11 @@ async def test_documents_task_killed_mid_batch(platform: Platform, traffic: Traf
     figures = Figures("documents task SIGKILLed mid-batch")
     started = time.monotonic()
 
-    async def kill() -> None:
+    async def kill(batch: str) -> None:
         pid = platform.pid("documents")
         async with asyncio.timeout(60):
-            while not await _batch_started(platform):
-                await asyncio.sleep(0.1)
+            while not await _batch_started(platform, batch):
+                await asyncio.sleep(0.05)
         os.kill(pid, signal.SIGKILL)
 
     sent = await _round(traffic, "KILL", kill)
@@ -430,14 +430,110 @@ async def test_documents_task_killed_mid_batch(platform: Platform, traffic: Traf
     _assert_clean(figures)
 
 
-async def _batch_started(platform: Platform) -> bool:
+async def _batch_started(platform: Platform, batch: str) -> bool:
+    # Mid-batch: some items rendered, others not yet.
     conn = await asyncpg.connect(platform.database_url)
     try:
-        return bool(
-            await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM documents.batches WHERE status = 'rendering'"
-                " AND done > 0)"
-            )
+        done = await conn.fetchval(
+            "SELECT done FROM documents.batches WHERE id = $1", uuid.UUID(batch)
         )
+        assert done is None or done < DOCUMENTS, "the batch finished before the kill"
+        return bool(done)
     finally:
         await conn.close()
+
+
+async def test_rabbitmq_restarted_under_traffic(platform: Platform, traffic: Traffic) -> None:
+    figures = Figures("RabbitMQ restarted")
+    started = time.monotonic()
+
+    async def restart(batch: str) -> None:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(platform.rabbit.restart)
+
+    sent = await _round(traffic, "RMQ", restart)
+    await _count(platform, sent, figures, started)
+    await platform.wait_ready()
+
+    _assert_clean(figures)
+
+
+async def test_postgres_restarted_under_traffic(platform: Platform, traffic: Traffic) -> None:
+    figures = Figures("PostgreSQL restarted")
+    started = time.monotonic()
+
+    async def restart(batch: str) -> None:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(platform.postgres.restart)
+
+    sent = await _round(traffic, "PG", restart)
+    await _count(platform, sent, figures, started)
+    await platform.wait_ready()
+
+    _assert_clean(figures)
+
+
+POISON_QUEUES = (
+    "wharf.carrier-ingest.payloads",
+    "wharf.documents.render",
+    "wharf.log-sink.records",
+)
+
+
+async def test_poison_messages_go_to_dead_letters(platform: Platform, traffic: Traffic) -> None:
+    figures = Figures("poison message injected")
+    started = time.monotonic()
+    before = await _dead_letters(platform)
+
+    async def inject(batch: str) -> None:
+        connection = await aio_pika.connect(platform.rabbit.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in POISON_QUEUES:
+                message = aio_pika.Message(
+                    b"\x00not an envelope{",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=uuid.uuid4().hex,
+                )
+                await channel.default_exchange.publish(message, routing_key=queue)
+
+    sent = await _round(traffic, "POISON", inject)
+    await _count(platform, sent, figures, started)
+
+    async with asyncio.timeout(30):
+        while True:
+            after = await _dead_letters(platform)
+            if all(after[q] > before[q] for q in POISON_QUEUES):
+                break
+            await asyncio.sleep(0.5)
+    _assert_clean(figures)
+
+
+async def _dead_letters(platform: Platform) -> dict[str, int]:
+    api = f"http://127.0.0.1:{platform.rabbit.management_port}/api/queues/%2F"
+    headers = {"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="}  # guest:guest
+    counts = {}
+    async with aiohttp.ClientSession() as http:
+        for queue in POISON_QUEUES:
+            async with http.get(f"{api}/{queue}.dead", headers=headers) as response:
+                body = await response.json() if response.status == 200 else {}
+                counts[queue] = int(body.get("messages", 0) or 0)
+    return counts
+
+
+@pytest.mark.parametrize("service", ["gateway", "auth", "documents", "carrier-ingest", "log-sink"])
+async def test_service_sigterm_under_load(
+    platform: Platform, traffic: Traffic, service: str
+) -> None:
+    figures = Figures(f"{service} SIGTERMed under load")
+    started = time.monotonic()
+
+    async def terminate(batch: str) -> None:
+        await asyncio.sleep(0.3)
+        os.kill(platform.pid(service), signal.SIGTERM)
+
+    sent = await _round(traffic, f"TERM{service[:4].upper()}", terminate)
+    await _count(platform, sent, figures, started)
+    await platform.wait_ready()
+
+    _assert_clean(figures)
