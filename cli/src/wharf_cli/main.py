@@ -1,4 +1,4 @@
-"""The ``wharf`` command: up, scale, status and down for the stack on one machine, and dlq."""
+"""The ``wharf`` command: up, scale, status and down for the stack on one machine; dlq, demo."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from wharf_cli import dlq
+from wharf_cli import demo, demo_ftp, dlq
 from wharf_cli.autoscale import Autoscaler, Limits, Policy
 from wharf_cli.backend import BackendError, ServiceState
 from wharf_cli.backends import BACKENDS, open_backend
@@ -82,6 +82,9 @@ async def _up(args: argparse.Namespace, settings: CliSettings, specs: Sequence[S
         running = await backend.running()
     finally:
         await backend.close()
+    if running and args.demo:
+        print("a Wharf stack is already running here; running the demo against it")
+        return await _run_demo(args, settings)
     if running:
         info = read_info(settings.wharf_home)
         pid = info.pid if info else "?"
@@ -112,9 +115,35 @@ async def _up(args: argparse.Namespace, settings: CliSettings, specs: Sequence[S
     if created:
         print(f"created database {database_name(settings.database_url)}")
 
-    if args.detach:
-        return await run_detached(settings, counts, ready_timeout=ready_timeout)
+    if args.demo:
+        # The demo's FTP server must be known to carrier-ingest before it starts.
+        os.environ.setdefault("WHARF_CARRIER_FTP", demo_ftp.default_config().setting())
+    if args.detach or args.demo:
+        code = await run_detached(settings, counts, ready_timeout=ready_timeout)
+        if code != 0 or not args.demo:
+            return code
+        return await _run_demo(args, settings)
     return await run_foreground(settings, specs, counts, ready_timeout=ready_timeout, announce=True)
+
+
+async def _run_demo(args: argparse.Namespace, settings: CliSettings) -> int:
+    options = demo.DemoOptions(url=settings.public_url, carriers=args.carriers)
+    code = await demo.run(options)
+    home = settings.wharf_home
+    print(
+        f"\nThe stack keeps running: the API at {settings.public_url}"
+        f" ({settings.public_url}/openapi.json), task logs in {home.logs}.\n"
+        "See it with `wharf status`, run the demo again with `wharf demo`,"
+        " stop it with `wharf down`."
+    )
+    return code
+
+
+async def _demo(
+    args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
+) -> int:
+    options = demo.DemoOptions(url=settings.public_url, carriers=args.carriers)
+    return await demo.run(options)
 
 
 async def _wait_settled(backend: LocalBackend, service: str, within: float) -> ServiceState:
@@ -285,8 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="task count of a service (default 1 each)",
     )
     up.add_argument("--timeout", type=float, help="seconds to wait for every task to be ready")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="start in the background, wait until ready, then run `wharf demo`",
+    )
+    up.add_argument("--carriers", type=Path, metavar="DIR", help="with --demo: see wharf demo")
     up.add_argument("--supervisor", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(handler=_up)
+
+    run_demo = commands.add_parser(
+        "demo", help="run the main job against the running stack (WHARF_PUBLIC_URL)"
+    )
+    run_demo.add_argument(
+        "--carriers",
+        type=Path,
+        metavar="DIR",
+        help="post every file of DIR whose name names a carrier format, instead of the examples",
+    )
+    run_demo.set_defaults(handler=_demo)
 
     backend_help = "where the services run (default: WHARF_BACKEND, else local)"
     scale = commands.add_parser(
