@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,8 +14,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
+
+from wharf_common import rpc
+from wharf_common.bus import Bus
+from wharf_common.envelope import Envelope
+from wharf_common.queues import split_credentials
 
 FAKE_SERVICE = Path(__file__).with_name("fake_service.py")
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -243,3 +250,44 @@ def test_package_without_main_is_named(wharf: Wharf, tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "without a __main__: lib (wharf_library_only)" in result.stderr
+
+
+def test_missing_vhost_is_named(wharf: Wharf) -> None:
+    result = wharf("up", WHARF_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/wharf-no-such-vhost")
+
+    assert result.returncode == 1
+    assert "RabbitMQ has no virtual host 'wharf-no-such-vhost'" in result.stderr
+    assert "rabbitmqctl add_vhost" in result.stderr
+
+
+async def test_up_refuses_a_vhost_another_stack_serves(wharf: Wharf, amqp_url: str) -> None:
+    bus = Bus(amqp_url, service="other-stack")
+    await bus.connect()
+    try:
+
+        async def answer(request: Envelope) -> None:
+            return None
+
+        server = await rpc.serve(bus, "wharf.auth.rpc", answer)
+        await _until_management_sees_a_consumer(amqp_url, "wharf.auth.rpc")
+        result = await asyncio.to_thread(wharf, "up", WHARF_AMQP_URL=amqp_url)
+        await server.stop()
+    finally:
+        await bus.close()
+
+    assert result.returncode == 1
+    assert "another Wharf stack already serves" in result.stderr
+    assert "own virtual host" in result.stderr
+
+
+async def _until_management_sees_a_consumer(amqp_url: str, queue: str) -> None:
+    # The management API refreshes its statistics every few seconds.
+    vhost = amqp_url.rsplit("/", 1)[1]
+    base, headers = split_credentials("http://guest:guest@127.0.0.1:15672")
+    url = f"{base}/api/queues/{vhost}/{queue}"
+    async with aiohttp.ClientSession(headers=headers) as http, asyncio.timeout(30):
+        while True:
+            async with http.get(url) as response:
+                if response.status == 200 and (await response.json()).get("consumers"):
+                    return
+            await asyncio.sleep(0.5)

@@ -53,3 +53,17 @@ async def test_dlq_lists_and_replays_dead_letters(amqp_url: str) -> None:
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 1" in replayed.stdout
     assert json.loads(wharf("list", queue, "--json").stdout) == []
+
+
+def test_dlq_of_an_unknown_queue_says_so_and_creates_nothing(amqp_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wharf_cli", "dlq", "list", "wharf.nosuch"],
+        env={**os.environ, "WHARF_AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "'wharf.nosuch' has no dead-letter queue" in result.stderr

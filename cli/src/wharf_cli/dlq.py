@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from wharf_common import deadletters
 from wharf_common.bus import Bus
+from wharf_common.errors import NotFound
 
 
 def add_parser(commands: Any) -> None:
@@ -33,6 +35,9 @@ async def run(args: argparse.Namespace, amqp_url: str) -> int:
             print(f"replayed {count} dead letter(s) to {args.queue}")
             return 0
         letters = await deadletters.inspect(bus, args.queue, limit=args.limit)
+    except NotFound as exc:
+        print(f"wharf: {exc.detail}", file=sys.stderr)
+        return 1
     finally:
         await bus.close()
     if args.json:

@@ -106,8 +106,13 @@ async def _up(args: argparse.Namespace, settings: CliSettings, specs: Sequence[S
         )
         return 1
 
+    info = read_info(settings.wharf_home)
+    own_stack_running = info is not None and _alive(info.pid)
     problems, created = await preflight(
-        settings.amqp_url, settings.management_url, settings.database_url
+        settings.amqp_url,
+        settings.management_url,
+        settings.database_url,
+        check_others=not own_stack_running,
     )
     if problems:
         print("\n\n".join(problem.render() for problem in problems), file=sys.stderr)

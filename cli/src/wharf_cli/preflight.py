@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -43,6 +43,8 @@ _POSTGRES_AUTH_FIX = (
     " postgresql://user:password@127.0.0.1:5432/wharf",
     "(only for a local development server: 'host all all 127.0.0.1/32 trust' in pg_hba.conf)",
 )
+# Every stack runs auth, whose RPC queue has consumers only while a stack is up.
+_PROBE_QUEUE = "wharf.auth.rpc"
 _HINT = "(./wharf starts or installs the default local servers itself when run as root.)"
 
 
@@ -146,12 +148,56 @@ async def ensure_database(database_url: str) -> tuple[bool, Problem | None]:
         await conn.close()
 
 
+async def check_vhost(amqp_url: str, management_url: str) -> Problem | None:
+    """The virtual host exists, and no other Wharf stack already serves it.
+
+    Two stacks on one virtual host would share every queue and silently
+    split each other's work between two databases.
+    """
+    vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
+    base, headers = split_credentials(management_url)
+    api = base.rstrip("/") + "/api"
+    quoted = quote(vhost, safe="")
+    timeout = aiohttp.ClientTimeout(total=_TIMEOUT)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        async with session.get(f"{api}/vhosts/{quoted}") as response:
+            if response.status == 404:
+                fixes = (
+                    f"create it:  sudo rabbitmqctl add_vhost {vhost}",
+                    f"            sudo rabbitmqctl set_permissions -p {vhost} guest '.*' '.*' '.*'",
+                )
+                return Problem(f"RabbitMQ has no virtual host {vhost!r} (WHARF_AMQP_URL)", fixes)
+        async with session.get(f"{api}/queues/{quoted}/{quote(_PROBE_QUEUE, safe='')}") as response:
+            if response.status != 200:
+                return None
+            consumers = int((await response.json()).get("consumers") or 0)
+    if consumers == 0:
+        return None
+    summary = (
+        f"another Wharf stack already serves RabbitMQ virtual host {vhost!r}"
+        f" ({_PROBE_QUEUE} has {consumers} consumer(s))"
+    )
+    fixes = (
+        "stop it:    wharf down, with that stack's WHARF_HOME",
+        "or give this stack its own virtual host: WHARF_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/NAME",
+    )
+    return Problem(summary, fixes)
+
+
 async def preflight(
-    amqp_url: str, management_url: str, database_url: str
+    amqp_url: str, management_url: str, database_url: str, *, check_others: bool = True
 ) -> tuple[list[Problem], bool]:
-    """Every problem found, and whether the database had to be created."""
+    """Every problem found, and whether the database had to be created.
+
+    `check_others` also refuses a virtual host that another stack serves.
+    """
     rabbitmq, (created, postgres) = await asyncio.gather(
         check_rabbitmq(amqp_url, management_url), ensure_database(database_url)
     )
+    if rabbitmq is None:
+        try:
+            rabbitmq = await check_vhost(amqp_url, management_url) if check_others else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            rabbitmq = None
     problems = [problem for problem in (rabbitmq, postgres) if problem is not None]
     return problems, created

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
@@ -50,11 +51,16 @@ MESSAGES = Counter(
 )
 HANDLE_SECONDS = Histogram("wharf_message_seconds", "Time spent handling a message", ["queue"])
 
+# Errors that the same message would meet again on every try. asyncpg's
+# DataError covers values PostgreSQL cannot store (a NUL character, a number
+# out of range); RecursionError is a body nested too deep to handle.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     InvalidMessage,
     ClientError,
     ValidationError,
     DeadlineExceeded,
+    asyncpg.DataError,
+    RecursionError,
 )
 
 

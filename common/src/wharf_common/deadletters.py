@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from wharf_common.bus import command_queue_arguments, dead_letter_queue
+from wharf_common.bus import dead_letter_queue
 from wharf_common.consumer import ATTEMPT_HEADER, DEAD_AT_HEADER, QUEUE_HEADER, REASON_HEADER
+from wharf_common.errors import NotFound
 
 if TYPE_CHECKING:
     from wharf_common.bus import Bus
@@ -36,9 +39,7 @@ async def inspect(bus: Bus, queue: str, *, limit: int = 50) -> list[DeadLetter]:
     """Return up to `limit` dead letters of `queue` without removing them."""
     channel = await bus.channel()
     try:
-        dead = await channel.declare_queue(
-            dead_letter_queue(queue), durable=True, arguments=command_queue_arguments()
-        )
+        dead = await _dead_queue(channel, queue)
         found: list[DeadLetter] = []
         held: list[aio_pika.abc.AbstractIncomingMessage] = []
         for _ in range(limit):
@@ -51,7 +52,8 @@ async def inspect(bus: Bus, queue: str, *, limit: int = 50) -> list[DeadLetter]:
             await message.nack(requeue=True)
         return found
     finally:
-        await channel.close()
+        with contextlib.suppress(Exception):
+            await channel.close()
 
 
 async def replay(bus: Bus, queue: str, *, limit: int | None = None) -> int:
@@ -63,9 +65,7 @@ async def replay(bus: Bus, queue: str, *, limit: int | None = None) -> int:
     channel = await bus.channel()
     replayed = 0
     try:
-        dead = await channel.declare_queue(
-            dead_letter_queue(queue), durable=True, arguments=command_queue_arguments()
-        )
+        dead = await _dead_queue(channel, queue)
         while limit is None or replayed < limit:
             message = await dead.get(no_ack=False, fail=False)
             if message is None:
@@ -92,7 +92,16 @@ async def replay(bus: Bus, queue: str, *, limit: int | None = None) -> int:
             replayed += 1
         return replayed
     finally:
-        await channel.close()
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+
+async def _dead_queue(channel: AbstractChannel, queue: str) -> AbstractQueue:
+    """The dead-letter queue of `queue`, which must exist: listing never creates queues."""
+    try:
+        return await channel.declare_queue(dead_letter_queue(queue), passive=True)
+    except aio_pika.exceptions.ChannelClosed as exc:
+        raise NotFound(f"{queue!r} has no dead-letter queue: is it a Wharf command queue?") from exc
 
 
 def _describe(message: aio_pika.abc.AbstractIncomingMessage, queue: str) -> DeadLetter:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from prometheus_client import Histogram
 from pydantic import ValidationError
@@ -188,13 +189,14 @@ class RpcServer:
                 await message.ack()
 
     async def _answer(self, message: AbstractIncomingMessage) -> None:
-        try:
-            request = Envelope.decode(message.body)
-        except ValidationError:
-            logger.warning("dropped an RPC request on %s that is not an envelope", self.queue)
-            return
         if not message.reply_to:
             logger.warning("dropped an RPC request on %s without reply_to", self.queue)
+            return
+        try:
+            request = Envelope.decode(message.body)
+        except (ValidationError, RecursionError):
+            logger.warning("refused an RPC request on %s that is not an envelope", self.queue)
+            await self._refuse(message, message.reply_to)
             return
         with log_context(
             correlation=request.correlation_id, tenant_id=request.tenant, message=str(request.id)
@@ -226,6 +228,22 @@ class RpcServer:
                 extra={"ok": body["ok"]},
             )
 
+    async def _refuse(self, message: AbstractIncomingMessage, reply_to: str) -> None:
+        reply = Envelope(
+            type="rpc.reply",
+            correlation_id=message.correlation_id or "",
+            body=_error(400, "Bad Request", "the request cannot be read"),
+        )
+        await self.bus.publish_raw(
+            "",
+            reply_to,
+            reply,
+            persistent=False,
+            expiration=60,
+            reply_for=message.message_id,
+            channel=self._channel,
+        )
+
     async def _run(self, request: Envelope) -> dict[str, Any]:
         try:
             async with asyncio.timeout(deadlines.remaining(request.deadline)):
@@ -240,6 +258,13 @@ class RpcServer:
                 extra={"errors": exc.errors(include_url=False, include_context=False)},
             )
             return {"ok": False, "error": {**problem.to_problem(), "extra": problem.extra}}
+        except (asyncpg.DataError, RecursionError) as exc:
+            # The same request would fail again: it holds a value PostgreSQL
+            # cannot store, or is nested too deep.
+            logger.warning("%s refused: %s", request.type, type(exc).__name__)
+            return _error(
+                422, "Unprocessable Content", "the request holds a value that cannot be stored"
+            )
         except DeadlineExceeded as exc:
             return _error(504, "Gateway Timeout", str(exc))
         except ServiceUnavailable as exc:

@@ -243,6 +243,26 @@ async def test_invalid_fields_are_named_in_a_422(gateway: Any, http: aiohttp.Cli
     assert fields == {"name", "admin_email", "admin_password", "x"}
 
 
+async def test_nul_characters_and_deep_nesting_get_400(
+    gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    nul = {"name": "Acme\x00", "admin_email": "a@example.com", "admin_password": "p" * 12}
+    deep: Any = "leaf"
+    for _ in range(200):
+        deep = {"a": deep}
+    nested = {"name": deep, "admin_email": "a@example.com", "admin_password": "p" * 12}
+
+    statuses = []
+    for body in (nul, nested):
+        async with http.post(f"{gateway.url}/v1/tenants", json=body) as response:
+            statuses.append((response.status, response.content_type))
+    async with http.get(f"{gateway.url}/v1/shipments?status=%00") as response:
+        statuses.append((response.status, response.content_type))
+
+    assert statuses[:2] == [(400, "application/problem+json")] * 2
+    assert statuses[2][0] in {400, 401}
+
+
 async def test_unbuilt_routes_answer_503_problems(
     gateway: Any, http: aiohttp.ClientSession, signup: Signup, auth_settings: AuthSettings
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from wharf_documents.errors import TemplateError, TooLarge
@@ -42,8 +43,19 @@ def read_archive(
             name = normalise_asset_path(info.filename)
             if name is None:
                 raise TemplateError(f"the archive has an unsafe path: {info.filename!r}")
-            with archive.open(info) as member:
-                content = member.read(max_bytes - total + 1)
+            try:
+                with archive.open(info) as member:
+                    content = member.read(max_bytes - total + 1)
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+            ) as exc:
+                # A damaged entry (bad CRC, wrong size), or a compression or
+                # encryption this reader does not support.
+                raise TemplateError(f"the archive cannot be read: {exc}") from None
             total += len(content)
             if total > max_bytes:
                 raise TooLarge(f"the archive unpacks to more than {max_bytes} bytes")

@@ -79,13 +79,19 @@ class TokenVerifier:
         return self._keys.document
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Fetch the JWKS unless another caller just did."""
+        """Fetch the JWKS unless another caller did meanwhile.
+
+        Fetches are at least `min_refetch` apart: a caller that comes sooner
+        waits for its turn rather than failing, since a key signed into use
+        just after the last fetch is exactly what it is looking for.
+        """
         seen = self._keys.fetched_at
         async with self._lock:
             if self._keys.fetched_at != seen:
                 return
-            if not force and time.monotonic() - seen < self.min_refetch:
-                return
+            wait = self.min_refetch - (time.monotonic() - seen)
+            if not force and wait > 0:
+                await asyncio.sleep(wait)
             document = await self._fetch()
             keys: dict[str, jwt.PyJWK] = {}
             for jwk in document.get("keys", []):

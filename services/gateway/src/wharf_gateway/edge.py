@@ -106,6 +106,8 @@ class Edge:
                 self._check_size(request, route)
             principal = await self._authenticate(request, route)
             await self._limit(request, principal)
+            _check_text(dict(request.match_info), "the path")
+            _check_text(dict(request.query), "the query")
             path = (
                 route.path_params.model_validate(request.match_info) if route.path_params else None
             )
@@ -138,9 +140,11 @@ class Edge:
         if not data:
             return {}
         try:
-            return json.loads(data)
-        except ValueError as exc:
+            value = json.loads(data)
+        except (ValueError, RecursionError) as exc:
             raise BadRequest("the body is not valid JSON") from exc
+        _check_text(value, "the body")
+        return value
 
     async def _authenticate(self, request: web.Request, route: Route) -> Principal | None:
         if route.access == "public":
@@ -199,3 +203,29 @@ def _allowed(route: Route, principal: Principal) -> bool:
     if route.access == "carrier":
         return False
     return bool(_USER_ROLES.intersection(principal.roles))
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _check_text(value: Any, where: str) -> None:
+    """Refuse input no service can store: NUL characters and very deep nesting.
+
+    PostgreSQL text cannot hold NUL, and deep nesting only costs the services
+    that serialise it; both are refused here, once, with a 400.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest(f"{where} contains a NUL character")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise BadRequest(f"{where} contains a NUL character")
+                pending.append((child, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)

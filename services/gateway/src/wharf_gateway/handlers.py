@@ -85,6 +85,14 @@ async def _template_form(request: web.Request, limit: int) -> dict[str, Any]:
     """The fields of a template upload; the archive travels as base64."""
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("upload a template as multipart/form-data")
+    try:
+        return await _read_form(request, limit)
+    except (ValueError, AssertionError) as exc:
+        # aiohttp's multipart reader raises these on a missing or broken boundary.
+        raise BadRequest(f"the multipart body cannot be read: {exc}") from None
+
+
+async def _read_form(request: web.Request, limit: int) -> dict[str, Any]:
     reader = await request.multipart()
     fields: dict[str, Any] = {}
     total = 0
