@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from wharf_common.db import claim_message, create_pool, migrate, quote_schema
+from wharf_common.db import claim_message, claim_messages, create_pool, migrate, quote_schema
 
 SCHEMA = "things"
 
@@ -169,3 +169,18 @@ async def test_claim_message_outside_a_transaction_is_refused(
     async with pool.acquire() as conn:
         with pytest.raises(RuntimeError, match="transaction"):
             await claim_message(conn, SCHEMA, uuid.uuid4())
+
+
+async def test_claim_messages_returns_only_first_claims(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await migrate(pool, SCHEMA, tmp_path)
+    old, new = uuid.uuid4(), uuid.uuid4()
+
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await claim_messages(conn, SCHEMA, [old])
+        async with conn.transaction():
+            claimed = await claim_messages(conn, SCHEMA, [old, new, new])
+        with pytest.raises(RuntimeError):
+            await claim_messages(conn, SCHEMA, [uuid.uuid4()])
+
+    assert claimed == {new}

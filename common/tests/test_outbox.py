@@ -11,7 +11,14 @@ import pytest_asyncio
 
 from wharf_common.db import create_pool, migrate
 from wharf_common.envelope import Envelope
-from wharf_common.outbox import OutboxRelay, Publish, backoff, channel, enqueue
+from wharf_common.outbox import (
+    OutboxRelay,
+    Publish,
+    backoff,
+    channel,
+    enqueue,
+    enqueue_many,
+)
 
 SCHEMA = "shipping"
 
@@ -221,3 +228,51 @@ async def test_listener_reconnects_after_its_connection_drops(pool: asyncpg.Pool
 
     assert killed == 1
     assert collector.ids == ids
+
+
+async def test_enqueue_many_keeps_order_and_wakes_the_relay(pool: asyncpg.Pool) -> None:
+    collector = Collector()
+    relay = OutboxRelay(pool, SCHEMA, collector, poll_interval=60)
+    envelopes = [Envelope(type="shipment.created", body={"n": n}) for n in range(5)]
+    relay.start()
+    try:
+        await asyncio.sleep(0.3)
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue_many(conn, SCHEMA, envelopes, kind="event", destination="shipments")
+            await enqueue_many(conn, SCHEMA, [], kind="event", destination="shipments")
+        await collector.wait_until(lambda: len(collector.published) == 5, seconds=5)
+    finally:
+        await relay.stop()
+
+    assert collector.ids == [envelope.id for envelope in envelopes]
+    assert collector.published[0][2].body == {"n": 0}
+
+
+async def test_unordered_relay_publishes_every_row_once(pool: asyncpg.Pool) -> None:
+    collector = Collector(delay=0.01)
+    ids = await _enqueue_many(pool, 250)
+    relay = OutboxRelay(pool, SCHEMA, collector, batch_size=100, ordered=False)
+
+    started = asyncio.get_running_loop().time()
+    sent = await relay.relay_once()
+    elapsed = asyncio.get_running_loop().time() - started
+
+    assert sent == 250
+    assert sorted(collector.ids) == sorted(ids)
+    assert elapsed < 250 * 0.01
+    assert await relay.pending() == 0
+
+
+async def test_unordered_relay_postpones_only_the_failed_rows(pool: asyncpg.Pool) -> None:
+    collector = Collector(fail_first=2)
+    ids = await _enqueue_many(pool, 5)
+    relay = OutboxRelay(pool, SCHEMA, collector, poll_interval=10, ordered=False)
+
+    sent = await relay.relay_once()
+    rows = await pool.fetch(
+        f"SELECT attempts, next_attempt_at > now() AS later FROM {SCHEMA}.outbox ORDER BY id"
+    )
+
+    assert sent == 3
+    assert [(r["attempts"], r["later"]) for r in rows] == [(1, True), (1, True)]
+    assert set(collector.ids) == set(ids[2:])

@@ -100,8 +100,8 @@ async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[f
         storage_url=f"file://{storage}",
         log_to_bus=False,
         log_level="WARNING",
-        prefetch=128,
-        concurrency=64,
+        prefetch=512,
+        concurrency=256,
         db_pool_max=20,
         outbox_poll_interval=0.1,
     )

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -133,3 +134,20 @@ async def claim_message(conn: Connection, schema: str, message_id: uuid.UUID) ->
         message_id,
     )
     return claimed is True
+
+
+async def claim_messages(
+    conn: Connection, schema: str, message_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Record several message ids as handled at once; return those claimed for the first time.
+
+    As `claim_message`, it belongs in the transaction that commits the effect.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("claim_messages must run inside the handler's transaction")
+    rows = await conn.fetch(
+        f"INSERT INTO {quote_schema(schema)}.handled_messages (message_id)"
+        " SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING RETURNING message_id",
+        list(message_ids),
+    )
+    return {row["message_id"] for row in rows}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 import asyncpg
@@ -60,6 +60,28 @@ async def enqueue(
     await conn.execute("SELECT pg_notify($1, '')", channel(schema))
 
 
+async def enqueue_many(
+    conn: Connection,
+    schema: str,
+    envelopes: Sequence[Envelope],
+    *,
+    kind: Literal["event", "command"],
+    destination: str,
+) -> None:
+    """Queue several envelopes, in order, in one statement with one notification."""
+    if not envelopes:
+        return
+    await conn.execute(
+        f"WITH queued AS (INSERT INTO {quote_schema(schema)}.outbox (kind, destination, envelope)"
+        " SELECT $1, $2, e::jsonb FROM unnest($3::text[]) WITH ORDINALITY AS t(e, n)"
+        " ORDER BY n RETURNING id) SELECT pg_notify($4, '')",
+        kind,
+        destination,
+        [envelope.encode().decode() for envelope in envelopes],
+        channel(schema),
+    )
+
+
 def backoff(attempts: int, *, base: float = 1.0, cap: float = 300.0) -> float:
     """Seconds to wait before the next try of a row that has failed `attempts` times."""
     return min(cap, base * 2.0 ** max(0, attempts - 1))
@@ -75,6 +97,11 @@ class OutboxRelay:
     without publishing a row twice. A failed publish stops the batch and
     moves that row's next attempt back exponentially (capped at
     `max_backoff`); later rows may then overtake it. No row is ever dropped.
+
+    With ``ordered=False`` a batch is published concurrently and its confirms
+    are awaited together: rows may reach the broker out of id order, the
+    confirmed ones are deleted and every failed one is postponed as above.
+    Use it where consumers do not rely on the outbox order.
     """
 
     def __init__(
@@ -87,6 +114,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         publish_timeout: float = 30.0,
         max_backoff: float = 300.0,
+        ordered: bool = True,
     ) -> None:
         self._pool = pool
         self._name = schema
@@ -97,6 +125,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._publish_timeout = publish_timeout
         self._max_backoff = max_backoff
+        self._ordered = ordered
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -172,25 +201,52 @@ class OutboxRelay:
                 " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1",
                 self._batch_size,
             )
-            published: list[int] = []
-            failed = False
-            for row in rows:
-                try:
-                    envelope = Envelope.model_validate_json(row["envelope"])
-                    await asyncio.wait_for(
-                        self._publish(row["kind"], row["destination"], envelope),
-                        self._publish_timeout,
-                    )
-                except Exception as error:
-                    failed = True
-                    await self._postpone(conn, row["id"], row["attempts"] + 1, error)
-                    break
-                published.append(row["id"])
+            if self._ordered:
+                published, failed = await self._publish_in_order(conn, rows)
+            else:
+                published, failed = await self._publish_together(conn, rows)
             if published:
                 await conn.execute(
                     f"DELETE FROM {self._schema}.outbox WHERE id = ANY($1::bigint[])", published
                 )
         return len(published), not failed
+
+    async def _publish_in_order(
+        self, conn: Connection, rows: list[asyncpg.Record]
+    ) -> tuple[list[int], bool]:
+        published: list[int] = []
+        for row in rows:
+            try:
+                await self._publish_row(row)
+            except Exception as error:
+                await self._postpone(conn, row["id"], row["attempts"] + 1, error)
+                return published, True
+            published.append(row["id"])
+        return published, False
+
+    async def _publish_together(
+        self, conn: Connection, rows: list[asyncpg.Record]
+    ) -> tuple[list[int], bool]:
+        outcomes = await asyncio.gather(
+            *(self._publish_row(row) for row in rows), return_exceptions=True
+        )
+        published: list[int] = []
+        failed = False
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            if isinstance(outcome, Exception):
+                failed = True
+                await self._postpone(conn, row["id"], row["attempts"] + 1, outcome)
+                continue
+            published.append(row["id"])
+        return published, failed
+
+    async def _publish_row(self, row: asyncpg.Record) -> None:
+        envelope = Envelope.model_validate_json(row["envelope"])
+        await asyncio.wait_for(
+            self._publish(row["kind"], row["destination"], envelope), self._publish_timeout
+        )
 
     async def _postpone(
         self, conn: Connection, row_id: int, attempts: int, error: Exception

@@ -65,7 +65,12 @@ class CarrierIngest:
     async def relay(self) -> None:
         """Relay the outbox until the service stops."""
         relay = outbox.OutboxRelay(
-            self.rt.db, SCHEMA, self.publish, poll_interval=self.settings.outbox_poll_interval
+            self.rt.db,
+            SCHEMA,
+            self.publish,
+            batch_size=self.settings.outbox_batch_size,
+            poll_interval=self.settings.outbox_poll_interval,
+            ordered=False,
         )
         relay.start()
         try:
@@ -75,7 +80,7 @@ class CarrierIngest:
 
     async def close(self) -> None:
         if "ingestor" in self.__dict__:
-            self.ingestor.close()
+            await self.ingestor.close()
         if "jobs" in self.__dict__:
             await self.jobs.close()
 

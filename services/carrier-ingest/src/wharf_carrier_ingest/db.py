@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,43 +32,65 @@ class StatusChange:
     event_id: str
 
 
-async def lock_numbers(conn: Connection, tenant: str, keys: Sequence[tuple[str, str]]) -> None:
-    """Serialise work on the same (carrier, tracking number) pairs within the transaction.
+@dataclass(frozen=True)
+class IngestRecord:
+    """What one payload produced, as the ingests table keeps it."""
+
+    tenant: str
+    ingest: dict[str, Any]
+    outcome: str
+    detail: str | None = None
+    result: ParseResult | None = None
+    stored: int = 0
+
+
+StoredKey = tuple[str, uuid.UUID, str, str]
+"""(tenant, ingest id, carrier, event id) of a stored event."""
+
+NumberKey = tuple[str, str, str]
+"""(tenant, carrier, tracking number)."""
+
+
+async def lock_numbers(conn: Connection, keys: Sequence[NumberKey]) -> None:
+    """Serialise work on the same tenant, carrier and tracking numbers within the transaction.
 
     Event intake and shipment creation both take these locks, so an event
     committed while its shipment is being created is always attached by one
-    of the two.
+    of the two. The locks are taken in one statement, in sorted order, so
+    transactions locking overlapping sets wait for each other rather than
+    deadlock.
     """
-    names = sorted({f"{tenant}\x1f{carrier}\x1f{number}" for carrier, number in keys})
-    for name in names:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+    names = sorted({"\x1f".join(key) for key in keys})
+    if not names:
+        return
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(name, 0))) FROM"
+        " (SELECT name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) ORDER BY n) s",
+        names,
+    )
 
 
 async def insert_events(
-    conn: Connection,
-    tenant: str,
-    events: Sequence[TrackingEvent],
-    *,
-    payload_ref: str,
-    ingest_id: uuid.UUID,
-) -> list[TrackingEvent]:
-    """Store events not stored before; return those that were new."""
-    if not events:
-        return []
-    rows = await conn.fetch(
+    conn: Connection, rows: Sequence[tuple[str, str, uuid.UUID, TrackingEvent]]
+) -> set[StoredKey]:
+    """Store (tenant, payload ref, ingest id, event) rows not stored before; return the new ones."""
+    if not rows:
+        return set()
+    events = [row[3] for row in rows]
+    stored = await conn.fetch(
         """
         INSERT INTO carrier_ingest.tracking_events (tenant, payload_ref, ingest_id, carrier,
             event_id, tracking_number, occurred_at, status, classified_by, location, code,
             description, incident_reason, operator, time_basis)
-        SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[],
-            $7::timestamptz[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::text[],
-            $13::text[], $14::text[], $15::text[])
+        SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+            $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::jsonb[], $11::text[],
+            $12::text[], $13::text[], $14::text[], $15::text[])
         ON CONFLICT (tenant, carrier, event_id) DO NOTHING
-        RETURNING carrier, event_id
+        RETURNING tenant, ingest_id, carrier, event_id
         """,
-        tenant,
-        payload_ref,
-        ingest_id,
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        [row[2] for row in rows],
         [e.carrier for e in events],
         [e.event_id for e in events],
         [e.tracking_number for e in events],
@@ -81,81 +104,107 @@ async def insert_events(
         [e.operator for e in events],
         [e.time_basis for e in events],
     )
-    fresh = {(r["carrier"], r["event_id"]) for r in rows}
-    return [e for e in events if (e.carrier, e.event_id) in fresh]
+    return {(r["tenant"], r["ingest_id"], r["carrier"], r["event_id"]) for r in stored}
 
 
 async def advance_status(
-    conn: Connection, tenant: str, event: TrackingEvent
-) -> StatusChange | None:
-    """Move the claiming shipment to `event` if it is newer; return a real status change."""
-    row = await conn.fetchrow(
+    conn: Connection, newest: Sequence[tuple[str, TrackingEvent]]
+) -> dict[NumberKey, list[StatusChange]]:
+    """Move each claiming shipment to its (tenant, event) if newer; return the real changes.
+
+    Give at most one event per tenant, carrier and tracking number.
+    """
+    if not newest:
+        return {}
+    events = [event for _, event in newest]
+    rows = await conn.fetch(
         """
-        WITH old AS (
-            SELECT id, status FROM carrier_ingest.shipments
-            WHERE tenant = $1 AND carrier = $2 AND tracking_number = $3
-              AND (status_at IS NULL OR status_at < $4)
-            FOR UPDATE
+        WITH new AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                $5::text[], $6::text[]) AS n(tenant, carrier, tracking_number, occurred_at,
+                status, event_id)
+        ), old AS (
+            SELECT s.tenant, s.id, s.status AS previous, new.carrier, new.tracking_number,
+                new.occurred_at, new.status, new.event_id
+            FROM carrier_ingest.shipments s JOIN new ON s.tenant = new.tenant
+                AND s.carrier = new.carrier AND s.tracking_number = new.tracking_number
+            WHERE s.status_at IS NULL OR s.status_at < new.occurred_at
+            FOR UPDATE OF s
         )
-        UPDATE carrier_ingest.shipments s SET status = $5, status_at = $4, status_event_id = $6,
-            updated_at = now()
-        FROM old WHERE s.tenant = $1 AND s.id = old.id
-        RETURNING s.id, s.reference, old.status AS previous
+        UPDATE carrier_ingest.shipments s SET status = old.status,
+            status_at = old.occurred_at, status_event_id = old.event_id, updated_at = now()
+        FROM old WHERE s.tenant = old.tenant AND s.id = old.id
+        RETURNING s.tenant, s.id, s.reference, old.previous, old.carrier,
+            old.tracking_number, old.status, old.occurred_at, old.event_id
         """,
-        tenant,
-        event.carrier,
-        event.tracking_number,
-        event.occurred_at,
-        event.status.value,
-        event.event_id,
+        [tenant for tenant, _ in newest],
+        [e.carrier for e in events],
+        [e.tracking_number for e in events],
+        [e.occurred_at for e in events],
+        [e.status.value for e in events],
+        [e.event_id for e in events],
     )
-    if row is None or row["previous"] == event.status.value:
-        return None
-    return StatusChange(
-        shipment_id=row["id"],
-        carrier=event.carrier,
-        tracking_number=event.tracking_number,
-        reference=row["reference"],
-        previous=row["previous"],
-        status=event.status.value,
-        status_at=event.occurred_at,
-        event_id=event.event_id,
-    )
+    changes: dict[NumberKey, list[StatusChange]] = {}
+    for row in rows:
+        if row["previous"] == row["status"]:
+            continue
+        key = (row["tenant"], row["carrier"], row["tracking_number"])
+        changes.setdefault(key, []).append(
+            StatusChange(
+                shipment_id=row["id"],
+                carrier=row["carrier"],
+                tracking_number=row["tracking_number"],
+                reference=row["reference"],
+                previous=row["previous"],
+                status=row["status"],
+                status_at=row["occurred_at"],
+                event_id=row["event_id"],
+            )
+        )
+    return changes
 
 
-async def record_ingest(
-    conn: Connection | asyncpg.Pool[asyncpg.Record],
-    tenant: str,
-    ingest: dict[str, Any],
-    *,
-    outcome: str,
-    detail: str | None = None,
-    result: ParseResult | None = None,
-    stored: int = 0,
+async def record_ingests(
+    conn: Connection | asyncpg.Pool[asyncpg.Record], records: Sequence[IngestRecord]
 ) -> None:
-    """Write or overwrite the record of what one payload produced."""
+    """Write or overwrite the records of what payloads produced (one per tenant and id)."""
+    if not records:
+        return
+    rows = [_ingest_row(record) for record in records]
     await conn.execute(
         """
         INSERT INTO carrier_ingest.ingests (tenant, id, carrier, payload_ref, content_type,
             received_at, outcome, detail, events, duplicates, not_found, carrier_errors)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        SELECT tenant, id, carrier, payload_ref, content_type, received_at, outcome, detail,
+            events, duplicates, not_found::jsonb, carrier_errors::jsonb
+        FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+            $6::timestamptz[], $7::text[], $8::text[], $9::int[], $10::int[], $11::text[],
+            $12::text[]) AS u(tenant, id, carrier, payload_ref, content_type, received_at,
+            outcome, detail, events, duplicates, not_found, carrier_errors)
         ON CONFLICT (tenant, id) DO UPDATE SET outcome = excluded.outcome,
             detail = excluded.detail, events = excluded.events,
             duplicates = excluded.duplicates, not_found = excluded.not_found,
             carrier_errors = excluded.carrier_errors, processed_at = now()
         """,
-        tenant,
+        *(list(column) for column in zip(*rows, strict=True)),
+    )
+
+
+def _ingest_row(record: IngestRecord) -> tuple[Any, ...]:
+    ingest, result = record.ingest, record.result
+    return (
+        record.tenant,
         uuid.UUID(str(ingest["ingest_id"])),
         ingest["carrier"],
         ingest["payload_ref"],
         ingest.get("content_type"),
         datetime.fromisoformat(ingest["received_at"]),
-        outcome,
-        detail,
-        stored,
-        (len(result.events) - stored) if result else 0,
-        [n.model_dump() for n in result.not_found] if result else [],
-        [e.model_dump() for e in result.errors] if result else [],
+        record.outcome,
+        record.detail,
+        record.stored,
+        (len(result.events) - record.stored) if result else 0,
+        json.dumps([n.model_dump(mode="json") for n in result.not_found] if result else []),
+        json.dumps([e.model_dump(mode="json") for e in result.errors] if result else []),
     )
 
 

@@ -19,9 +19,9 @@ from wharf_common import outbox
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, Conflict, NotFound, Unauthorized
 
+from .attach import STATUS_CHANGED, status_changed
 from .db import SCHEMA, StatusChange, event_row, lock_numbers, shipment_row
 from .documents import DocumentJobs
-from .ingest import STATUS_CHANGED, status_changed
 
 RPC_QUEUE = "wharf.carrier-ingest.rpc"
 
@@ -93,7 +93,7 @@ class Handlers:
         request = CreateShipment.model_validate(data)
         shipment_id = uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
-            await lock_numbers(conn, tenant, [(request.carrier, request.tracking_number)])
+            await lock_numbers(conn, [(tenant, request.carrier, request.tracking_number)])
             try:
                 await conn.execute(
                     "INSERT INTO carrier_ingest.shipments (tenant, id, carrier, tracking_number,"

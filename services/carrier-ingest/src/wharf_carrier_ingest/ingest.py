@@ -13,16 +13,16 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
-from wharf_common import outbox
 from wharf_common.consumer import Delivery
-from wharf_common.db import claim_message
 from wharf_common.envelope import Envelope
 from wharf_common.errors import InvalidMessage, NotFound
 from wharf_common.storage import ObjectStore
 
-from .db import SCHEMA, StatusChange, advance_status, insert_events, lock_numbers, record_ingest
+from .attach import STATUS_CHANGED as STATUS_CHANGED
+from .attach import Attacher, Attachment
+from .db import IngestRecord, StatusChange, record_ingests
 from .errors import InvalidPayload, UnknownCarrier
-from .models import ParseResult, Status, TrackingEvent
+from .models import ParseResult
 from .registry import parse
 from .settings import CarrierIngestSettings
 
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 PAYLOADS_QUEUE = "wharf.carrier-ingest.payloads"
 PAYLOAD_RECEIVED = "carrier.payload.received"
-STATUS_CHANGED = "shipment.status_changed"
 
 
 class PayloadReceived(BaseModel):
@@ -61,12 +60,14 @@ class Ingestor:
         self.pool = pool
         self.store = store
         self._executor = self._new_executor()
+        self.attacher = Attacher(pool, writers=settings.attach_writers)
 
     def _new_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(self.settings.parse_threads, thread_name_prefix="carrier-parse")
 
-    def close(self) -> None:
-        """Release the parse threads (a hung one is left to finish on its own)."""
+    async def close(self) -> None:
+        """Stop attaching and release the parse threads (a hung one finishes on its own)."""
+        await self.attacher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def handle(self, delivery: Delivery) -> None:
@@ -120,39 +121,8 @@ class Ingestor:
         self, envelope: Envelope, tenant: str, ingest: PayloadReceived, result: ParseResult
     ) -> list[StatusChange]:
         """Store new events, move shipments forward and queue their status changes."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await claim_message(conn, SCHEMA, envelope.id):
-                return []
-            keys = [(e.carrier, e.tracking_number) for e in result.events]
-            await lock_numbers(conn, tenant, keys)
-            fresh = await insert_events(
-                conn,
-                tenant,
-                result.events,
-                payload_ref=ingest.payload_ref,
-                ingest_id=ingest.ingest_id,
-            )
-            changes: list[StatusChange] = []
-            for event in _newest_each(fresh):
-                change = await advance_status(conn, tenant, event)
-                if change is not None:
-                    changes.append(change)
-                    await outbox.enqueue(
-                        conn,
-                        SCHEMA,
-                        status_changed(envelope, change),
-                        kind="event",
-                        destination=STATUS_CHANGED,
-                    )
-            await record_ingest(
-                conn,
-                tenant,
-                ingest.model_dump(mode="json"),
-                outcome=_outcome(result, len(fresh)),
-                result=result,
-                stored=len(fresh),
-            )
-        return changes
+        item = Attachment(envelope, tenant, ingest.model_dump(mode="json"), result)
+        return await self.attacher.attach(item)
 
     async def on_dead(self, envelope: Envelope, reason: str) -> None:
         """Record a dead-lettered payload, so its ingest shows why it stopped."""
@@ -162,48 +132,10 @@ class Ingestor:
             ingest = PayloadReceived.model_validate(envelope.body)
         except ValueError:
             return
-        await record_ingest(
-            self.pool,
-            envelope.tenant,
-            ingest.model_dump(mode="json"),
+        record = IngestRecord(
+            tenant=envelope.tenant,
+            ingest=ingest.model_dump(mode="json"),
             outcome="dead_lettered",
             detail=reason[:1000],
         )
-
-
-def status_changed(cause: Envelope, change: StatusChange) -> Envelope:
-    """The `shipment.status_changed` event for one change."""
-    body = {
-        "shipment_id": str(change.shipment_id),
-        "carrier": change.carrier,
-        "tracking_number": change.tracking_number,
-        "reference": change.reference,
-        "previous_status": change.previous,
-        "status": change.status,
-        "status_at": change.status_at.isoformat(),
-        "event_id": change.event_id,
-    }
-    return cause.child(STATUS_CHANGED, body, deadline=None)
-
-
-def _newest_each(events: list[TrackingEvent]) -> list[TrackingEvent]:
-    # An event no rule could classify is kept in the history but never becomes
-    # the current status: "unknown" would hide what is known.
-    newest: dict[tuple[str, str], TrackingEvent] = {}
-    for event in events:
-        if event.status is Status.UNKNOWN:
-            continue
-        key = (event.carrier, event.tracking_number)
-        if key not in newest or event.occurred_at > newest[key].occurred_at:
-            newest[key] = event
-    return list(newest.values())
-
-
-def _outcome(result: ParseResult, stored: int) -> str:
-    if result.events:
-        return "events" if stored else "duplicate"
-    if result.not_found:
-        return "not_found"
-    if result.errors:
-        return "carrier_error"
-    return "empty"
+        await record_ingests(self.pool, [record])

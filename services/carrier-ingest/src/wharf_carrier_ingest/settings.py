@@ -41,3 +41,7 @@ class CarrierIngestSettings(ServiceSettings):
     documents_url_ttl: int = Field(default=7 * 24 * 3600, description="Signed URL lifetime")
     documents_job_timeout: float = Field(default=3600.0, description="Default job deadline")
     outbox_poll_interval: float = 1.0
+    outbox_batch_size: int = Field(default=500, ge=1, description="Outbox rows per relay batch")
+    attach_writers: int = Field(
+        default=2, ge=1, description="Connections attaching parsed payloads in shared batches"
+    )
