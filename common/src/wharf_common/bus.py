@@ -222,6 +222,17 @@ class Bus:
         mandatory: bool,
         budget: float,
     ) -> None:
+        # The common case, a connected channel, costs one publish and its confirm;
+        # only a failure pays for the retry machinery.
+        if self._connection is None or self._connection.connected.is_set():
+            try:
+                exchange = await _exchange(channel, exchange_name)
+                await exchange.publish(message, routing_key, mandatory=mandatory)
+                return
+            except aio_pika.exceptions.PublishError as exc:
+                raise ServiceUnavailable(f"nobody consumes {routing_key!r}") from exc
+            except CONNECTION_ERRORS:
+                logger.debug("publishing to %r failed; retrying", routing_key)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(CONNECTION_ERRORS),
