@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from wharf_auth.settings import AuthSettings
 from wharf_common.bus import Bus
 from wharf_common.envelope import Envelope
 from wharf_common.logs import JsonFormatter
+from wharf_gateway import models
 from wharf_gateway.routes import table
 
 PASSWORD = "correct horse battery staple"
@@ -430,3 +432,11 @@ async def test_access_log_line_carries_tenant_and_request_id(
     assert line["tenant"] == tenant["tenant_id"]
     assert line["correlation_id"] == "trace-1"
     assert tenant["access_token"] not in stream.getvalue()
+
+
+def test_every_scope_a_route_asks_for_can_be_granted() -> None:
+    grantable = set(typing.get_args(models.Scope))
+
+    asked = {route.scope for route in table({}) if route.scope is not None}
+
+    assert asked <= grantable

@@ -8,7 +8,22 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Scope = Annotated[str, Field(max_length=64, pattern=r"^[a-z][a-z-]*:[a-z][a-z-]*$")]
+# What an API key may be allowed to do; every scope a route asks for is one of these.
+Scope = Literal[
+    "carrier:ingest",
+    "carrier-documents:read",
+    "carrier-documents:write",
+    "documents:read",
+    "documents:write",
+    "shipments:read",
+    "shipments:write",
+    "templates:read",
+    "templates:write",
+    "tracking:read",
+    "uploads:write",
+    "webhooks:read",
+    "webhooks:write",
+]
 
 
 class _Body(BaseModel):
