@@ -129,6 +129,37 @@ class JsonObject(BaseModel):
 TrackingNumber = Annotated[str, Field(min_length=1, max_length=100)]
 CarrierName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 
+# The payload formats carrier-ingest translates; a test keeps this list equal to its adapters.
+CarrierFormat = Literal[
+    "aftership",
+    "aramex",
+    "australiapost",
+    "bpost",
+    "canadapost",
+    "dhl_express",
+    "dhl_unified",
+    "dpd",
+    "easypost",
+    "edifact_iftsta",
+    "fedex",
+    "geodis",
+    "gls",
+    "haypost",
+    "hermes",
+    "landmark",
+    "laposte",
+    "nationex",
+    "royalmail",
+    "royalmail_csv",
+    "sendle",
+    "shippo",
+    "smartkargo",
+    "tnt",
+    "ups",
+    "usps",
+    "x12_214",
+]
+
 
 class IngestAccepted(BaseModel):
     """A carrier payload stored and queued for translation."""

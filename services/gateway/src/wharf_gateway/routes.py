@@ -31,9 +31,9 @@ class IdPath(BaseModel):
 
 
 class CarrierPath(BaseModel):
-    """A route whose path names a carrier."""
+    """A route whose path names a carrier payload format."""
 
-    carrier: models.CarrierName
+    carrier: models.CarrierFormat
 
 
 class CarrierEventsQuery(BaseModel):
