@@ -243,6 +243,39 @@ async def test_invalid_fields_are_named_in_a_422(gateway: Any, http: aiohttp.Cli
     assert fields == {"name", "admin_email", "admin_password", "x"}
 
 
+async def test_text_no_service_can_store_gets_422(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    user = {"email": "m@example.com", "password": f"{PASSWORD}\x00", "roles": ["member"]}
+    async with http.post(
+        f"{gateway.url}/v1/users", json=user, headers=bearer(tenant["access_token"])
+    ) as response:
+        assert response.status == 422
+        assert [e["field"] for e in (await response.json())["errors"]] == ["password"]
+    surrogate = b'{"name": "\\ud800", "admin_email": "a@b.co", "admin_password": "p"}'
+    async with http.post(
+        f"{gateway.url}/v1/tenants", data=surrogate, headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 422
+        assert [e["field"] for e in (await response.json())["errors"]] == ["name"]
+    async with http.get(
+        f"{gateway.url}/v1/shipments?status=%00", headers=bearer(tenant["access_token"])
+    ) as response:
+        assert response.status == 422
+
+
+async def test_malformed_template_upload_gets_400(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    body = b'--b\r\nContent-Disposition: form-data; name="\xc3\x9b\x13"\r\n\r\nx\r\n--b--\r\n'
+    headers = {**bearer(tenant["access_token"]), "Content-Type": "multipart/form-data; boundary=b"}
+    async with http.post(f"{gateway.url}/v1/templates", data=body, headers=headers) as response:
+        assert response.status == 400
+        assert response.content_type == "application/problem+json"
+
+
 async def test_unbuilt_routes_answer_503_problems(
     gateway: Any, http: aiohttp.ClientSession, signup: Signup, auth_settings: AuthSettings
 ) -> None:
@@ -347,6 +380,10 @@ async def test_openapi_document_is_valid_openapi_3_1(
     validate(document)
     assert document["openapi"] == "3.1.0"
     assert "/v1/shipments/{id}" in document["paths"]
+    paths = document["paths"]
+    assert "401" in paths["/v1/auth/token"]["post"]["responses"]
+    assert "401" not in paths["/v1/tenants"]["post"]["responses"]
+    assert "409" in paths["/v1/tenants"]["post"]["responses"]
 
 
 async def test_local_objects_are_served_through_signed_urls(
