@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from wharf_common.errors import (
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
+    Unprocessable,
 )
 from wharf_common.http import REQUEST_ID_KEY
 from wharf_gateway.credentials import ApiKeyVerifier, Principal, TokenVerifier
@@ -37,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 AUTH_QUEUE = "wharf.auth.rpc"
 _USER_ROLES = frozenset({"admin", "member"})
+# PostgreSQL's text and jsonb hold no NUL character, and a lone surrogate is
+# not UTF-8: no service could store either, so they never get past the edge.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass
@@ -106,17 +112,19 @@ class Edge:
                 self._check_size(request, route)
             principal = await self._authenticate(request, route)
             await self._limit(request, principal)
-            _check_text(dict(request.match_info), "the path")
-            _check_text(dict(request.query), "the query")
+            check_text(dict(request.match_info))
             path = (
                 route.path_params.model_validate(request.match_info) if route.path_params else None
             )
+            check_text(dict(request.query))
             query = route.query.model_validate(dict(request.query)) if route.query else None
             if route.handler is None:
                 raise ServiceUnavailable(f"the {route.service} service is not available yet")
             body = None
             if route.body is not None:
-                body = route.body.model_validate(await self._read_json(request))
+                data = await self._read_json(request)
+                check_text(data)
+                body = route.body.model_validate(data)
             call = Call(request, route, principal, body, path, query, deadline)
             return await route.handler(call)
 
@@ -143,7 +151,7 @@ class Edge:
             value = json.loads(data)
         except (ValueError, RecursionError) as exc:
             raise BadRequest("the body is not valid JSON") from exc
-        _check_text(value, "the body")
+        _check_depth(value)
         return value
 
     async def _authenticate(self, request: web.Request, route: Route) -> Principal | None:
@@ -208,24 +216,42 @@ def _allowed(route: Route, principal: Principal) -> bool:
 MAX_JSON_DEPTH = 32
 
 
-def _check_text(value: Any, where: str) -> None:
-    """Refuse input no service can store: NUL characters and very deep nesting.
-
-    PostgreSQL text cannot hold NUL, and deep nesting only costs the services
-    that serialise it; both are refused here, once, with a 400.
-    """
+def _check_depth(value: Any) -> None:
+    """Refuse JSON nested deeper than any API needs; it only costs the services."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if depth > MAX_JSON_DEPTH:
-            raise BadRequest(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise BadRequest(f"{where} contains a NUL character")
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if "\x00" in key:
-                    raise BadRequest(f"{where} contains a NUL character")
-                pending.append((child, depth + 1))
+            raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             pending.extend((child, depth + 1) for child in item)
+
+
+def check_text(value: Any) -> None:
+    """Refuse, with 422 naming each field, text that no service can store."""
+    fields = list(_unstorable(value, ()))
+    if not fields:
+        return
+    message = "contains a NUL character or a lone surrogate"
+    errors = [{"field": field, "message": message} for field in fields]
+    raise Unprocessable(
+        f"invalid fields: {', '.join(field or 'body' for field in fields)}",
+        extra={"errors": errors},
+    )
+
+
+def _unstorable(value: Any, at: tuple[str, ...]) -> Iterator[str]:
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            yield ".".join(at)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _UNSTORABLE.search(key):
+                yield ".".join((*at, key))
+            else:
+                yield from _unstorable(item, (*at, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable(item, (*at, str(index)))

@@ -6,9 +6,10 @@ import base64
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from wharf_common.errors import BadRequest, PayloadTooLarge
-from wharf_gateway.edge import Call, Edge
+from wharf_gateway.edge import Call, Edge, check_text
 from wharf_gateway.routes import Handler
 
 DOCUMENTS_QUEUE = "wharf.documents.rpc"
@@ -68,6 +69,7 @@ def document_handlers(edge: Edge) -> dict[str, Handler]:
 
     async def upload_template(call: Call) -> web.StreamResponse:
         data = await _template_form(call.request, edge.settings.max_upload_size)
+        check_text(data)
         result = await edge.call_service(DOCUMENTS_QUEUE, call, "documents.create_template", data)
         return web.json_response(result, status=201)
 
@@ -87,9 +89,10 @@ async def _template_form(request: web.Request, limit: int) -> dict[str, Any]:
         raise BadRequest("upload a template as multipart/form-data")
     try:
         return await _read_form(request, limit)
-    except (ValueError, AssertionError) as exc:
-        # aiohttp's multipart reader raises these on a missing or broken boundary.
-        raise BadRequest(f"the multipart body cannot be read: {exc}") from None
+    # aiohttp's multipart reader reports a malformed body (bad part headers, a
+    # wrong boundary, an unknown part encoding) with these; all are the sender's.
+    except (BadHttpMessage, ValueError, RuntimeError) as exc:
+        raise BadRequest("the multipart body is malformed") from exc
 
 
 async def _read_form(request: web.Request, limit: int) -> dict[str, Any]:

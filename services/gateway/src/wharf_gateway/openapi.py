@@ -11,11 +11,14 @@ from wharf_gateway import __version__, models
 from wharf_gateway.routes import Route
 
 _REF = "#/components/schemas/{model}"
+# Public routes whose body is itself a credential, so they can answer 401.
+_BODY_CREDENTIALS = (models.TokenRequest, models.RefreshRequest)
 _PROBLEMS = {
     "400": "The request is malformed",
     "401": "No valid credential",
     "403": "The credential does not allow this",
     "404": "No such object in the caller's tenant",
+    "409": "Conflicts with an existing object",
     "413": "The body is too large",
     "422": "Invalid fields, each named",
     "429": "Rate limited; see Retry-After",
@@ -102,7 +105,11 @@ def _responses(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {str(route.status): success}
     problem = {"application/problem+json": {"schema": _ref(models.Problem)}}
     for status, description in _PROBLEMS.items():
-        if route.access == "public" and status in {"401", "403", "404"}:
+        if route.access == "public" and status in {"403", "404"}:
+            continue
+        if status == "401" and route.access == "public" and route.body not in _BODY_CREDENTIALS:
+            continue
+        if status == "409" and route.status != 201:
             continue
         responses[status] = {"description": description, "content": problem}
     return responses
