@@ -409,3 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`wharf status | head`): not an error of ours.
+        sys.stderr.close()
+        return 0

@@ -469,3 +469,14 @@ def test_every_scope_a_route_asks_for_can_be_granted() -> None:
     asked = {route.scope for route in table({}) if route.scope is not None}
 
     assert asked <= grantable
+
+
+async def test_two_credentials_at_once_are_refused(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    headers = {**bearer(tenant["access_token"]), "X-API-Key": "wk_not_a_real_key"}
+
+    async with http.get(f"{gateway.url}/v1/templates", headers=headers) as response:
+        assert response.status == 400
+        assert "one credential" in (await response.json())["detail"]

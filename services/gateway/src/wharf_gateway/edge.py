@@ -169,6 +169,8 @@ class Edge:
 
     async def _credential(self, request: web.Request) -> Principal | None:
         authorization = request.headers.get("Authorization", "")
+        if authorization and "X-API-Key" in request.headers:
+            raise BadRequest("send one credential: Authorization or X-API-Key, not both")
         scheme, _, value = authorization.partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer" and value:
