@@ -307,6 +307,7 @@ async def test_template_errors_fail_the_job_not_the_upload(
     await client.upload("unsafe", html="{{ ''.__class__.__mro__ }}")
     await client.upload("both", html="<p>", archive=b"zip", expect=400)
     await client.upload("bad-zip", archive=b"not a zip", expect=400)
+    await client.upload("broken", html="<p>{% for x in %}</p>", expect=422)
 
     job = await client.render(template="unsafe")
 

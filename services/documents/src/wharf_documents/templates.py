@@ -9,11 +9,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wharf_common.errors import BadRequest, NotFound, PayloadTooLarge
+from wharf_common.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from wharf_documents.archive import read_archive
 from wharf_documents.context import SCHEMA
 from wharf_documents.errors import TemplateError, TooLarge
 from wharf_documents.models import NewTemplate
+from wharf_documents.templating import check_syntax
 
 if TYPE_CHECKING:
     from wharf_documents.context import Context
@@ -44,6 +45,10 @@ async def create(ctx: Context, tenant: str, body: NewTemplate) -> dict[str, Any]
             raise BadRequest(exc.message) from None
         html = unpacked.html
     assert html is not None
+    try:
+        check_syntax(html)
+    except TemplateError as exc:
+        raise Unprocessable(exc.message) from None
     size = len(html.encode()) + len((css or "").encode())
     if size > ctx.settings.render_max_template_bytes:
         raise PayloadTooLarge(

@@ -199,6 +199,16 @@ def _compile(source: str) -> jinja2.Template:
     return _environment().from_string(source)
 
 
+def check_syntax(source: str) -> None:
+    """Raise TemplateError when `source` does not compile, so uploads can refuse it."""
+    try:
+        _environment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"syntax error on line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"cannot compile the template: {exc.message or exc}") from None
+
+
 def render_template(source: str, data: Mapping[str, Any]) -> str:
     """Render template `source` with `data`; any failure becomes a TemplateError."""
     try:
