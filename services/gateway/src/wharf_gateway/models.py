@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 # What an API key may be allowed to do; every scope a route asks for is one of these.
@@ -118,6 +118,53 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+
+
+TemplateName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+
+
+class RenderDocument(_Body):
+    """One PDF from a template and its data."""
+
+    template: TemplateName
+    version: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    data: dict[str, Any] = Field(default_factory=dict)
+    filename: str | None = Field(default=None, min_length=1, max_length=200)
+    deadline_seconds: float | None = Field(
+        default=None, gt=0, le=86_400, description="How long the job may wait and run"
+    )
+
+
+class BatchItem(_Body):
+    """One document of a batch: its data and an optional file name in the bundle."""
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    filename: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RenderBatch(_Body):
+    """Many PDFs from one template, bundled as a zip or one merged PDF when all are done."""
+
+    template: TemplateName
+    version: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    items: list[BatchItem] = Field(min_length=1, max_length=10_000)
+    bundle: Literal["zip", "pdf"] = "zip"
+    deadline_seconds: float | None = Field(default=None, gt=0, le=86_400)
+
+
+class CreateWebhook(_Body):
+    """An HTTPS endpoint of the tenant's and the event types it wants."""
+
+    url: str = Field(min_length=1, max_length=2000)
+    event_types: list[str] = Field(min_length=1, max_length=100)
+
+
+class ReplayWebhook(_Body):
+    """Send again the endpoint's events that occurred since a time."""
+
+    since: AwareDatetime
 
 
 class JsonObject(BaseModel):
