@@ -253,10 +253,13 @@ class RpcServer:
         except ClientError as exc:
             return {"ok": False, "error": {**exc.to_problem(), "extra": exc.extra}}
         except ValidationError as exc:
-            problem = Unprocessable(
-                "the request is invalid",
-                extra={"errors": exc.errors(include_url=False, include_context=False)},
-            )
+            # The same shape as the gateway's own 422s, without echoing the input.
+            errors = [
+                {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"]}
+                for err in exc.errors(include_url=False)
+            ]
+            fields = ", ".join(error["field"] or "body" for error in errors)
+            problem = Unprocessable(f"invalid fields: {fields}", extra={"errors": errors})
             return {"ok": False, "error": {**problem.to_problem(), "extra": problem.extra}}
         except (asyncpg.DataError, RecursionError) as exc:
             # The same request would fail again: it holds a value PostgreSQL
