@@ -24,6 +24,12 @@ from schemathesis.checks import (
 )
 from schemathesis.core.failures import FailureGroup
 
+# Imported at collection, not lazily deep inside a running test: pytest
+# rewrites schemathesis's modules (it is a pytest plugin), and CPython 3.11
+# can fail to compile this large module from a deep stack ("AST constructor
+# recursion depth mismatch").
+from schemathesis.specs.openapi import definitions  # noqa: F401
+
 from wharf_gateway.routes import table
 
 if TYPE_CHECKING:
