@@ -139,9 +139,11 @@ class Bus:
             await self._connection.close()
         self._connection = None
 
-    async def channel(self, *, prefetch: int | None = None) -> AbstractChannel:
+    async def channel(
+        self, *, prefetch: int | None = None, confirms: bool = True
+    ) -> AbstractChannel:
         """Open a new channel, for a consumer that needs its own prefetch."""
-        channel = await self.connection.channel(publisher_confirms=True)
+        channel = await self.connection.channel(publisher_confirms=confirms)
         if prefetch is not None:
             await channel.set_qos(prefetch_count=prefetch)
         return channel

@@ -161,7 +161,9 @@ class RpcServer:
 
     async def start(self) -> None:
         """Declare the request queue and start serving."""
-        self._channel = await self.bus.channel(prefetch=self.prefetch)
+        # Replies go out unconfirmed: a confirm could not bring a lost reply
+        # back, and the caller's deadline already covers one that never comes.
+        self._channel = await self.bus.channel(prefetch=self.prefetch, confirms=False)
         self._queue = await self._channel.declare_queue(self.queue, durable=False, auto_delete=True)
         self._tag = await self._queue.consume(self._on_request)
 

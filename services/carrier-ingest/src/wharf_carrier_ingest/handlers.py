@@ -16,6 +16,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from wharf_common import outbox
+from wharf_common.db import Connection
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, Conflict, NotFound, Unauthorized
 
@@ -170,28 +171,32 @@ class Handlers:
         return await self._shipment(tenant, ShipmentId.model_validate(data).id)
 
     async def _shipment(self, tenant: str, shipment_id: uuid.UUID) -> dict[str, Any]:
-        row = await self.pool.fetchrow(
-            "SELECT * FROM carrier_ingest.shipments WHERE tenant = $1 AND id = $2",
-            tenant,
-            shipment_id,
-        )
-        if row is None:
-            raise NotFound("no such shipment")
-        events = await self._events(tenant, row["carrier"], row["tracking_number"])
+        # One connection for both reads: each release costs the pool a reset.
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT * FROM carrier_ingest.shipments WHERE tenant = $1 AND id = $2",
+                tenant,
+                shipment_id,
+            )
+            if row is None:
+                raise NotFound("no such shipment")
+            events = await self._events(conn, tenant, row["carrier"], row["tracking_number"])
         return {**shipment_row(row), "events": events}
 
     async def tracking_events(self, tenant: str, data: dict[str, Any], env: Envelope) -> Any:
         """Events of one tracking number, claimed by a shipment or not."""
         request = TrackingQuery.model_validate(data)
-        events = await self._events(tenant, request.carrier, request.tracking_number)
+        events = await self._events(self.pool, tenant, request.carrier, request.tracking_number)
         return {
             "carrier": request.carrier,
             "tracking_number": request.tracking_number,
             "events": events,
         }
 
-    async def _events(self, tenant: str, carrier: str, number: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
+    async def _events(
+        self, db: Connection | asyncpg.Pool[Any], tenant: str, carrier: str, number: str
+    ) -> list[dict[str, Any]]:
+        rows = await db.fetch(
             "SELECT * FROM carrier_ingest.tracking_events"
             " WHERE tenant = $1 AND carrier = $2 AND tracking_number = $3"
             " ORDER BY occurred_at, received_at",

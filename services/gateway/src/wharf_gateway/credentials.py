@@ -2,13 +2,16 @@
 
 Access tokens are checked against a cached copy of auth's JWKS, so a request
 costs no call to auth. An unknown ``kid`` (a key rotated in since the last
-fetch) triggers one refetch, at most every `min_refetch` seconds. API keys
-are verified by auth and the answer, good or bad, is cached briefly.
+fetch) triggers one refetch, at most every `min_refetch` seconds. A token
+that verified is remembered, by its hash, until it expires or the JWKS is
+fetched again, so a client reusing its token pays for the signature once.
+API keys are verified by auth and the answer, good or bad, is cached briefly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import time
@@ -24,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 ALGORITHMS = ["EdDSA"]
 _CACHE_LIMIT = 10_000
+_TOKEN_CACHE_LIMIT = 4096
 
 Fetch = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -72,6 +76,10 @@ class TokenVerifier:
         self.min_refetch = min_refetch
         self._keys = _Keys()
         self._lock = asyncio.Lock()
+        # Token hash -> (wall-clock time it stops being valid, its principal).
+        self._verified: collections.OrderedDict[bytes, tuple[float, Principal]] = (
+            collections.OrderedDict()
+        )
 
     @property
     def document(self) -> dict[str, Any]:
@@ -100,10 +108,28 @@ class TokenVerifier:
                 except (KeyError, jwt.PyJWKError):
                     logger.warning("ignored an unusable key in the JWKS")
             self._keys = _Keys(keys, document, time.monotonic())
+            # A key may have been withdrawn: every token is checked again.
+            self._verified.clear()
             logger.debug("fetched the JWKS", extra={"kids": ",".join(keys)})
 
     async def verify(self, token: str) -> Principal:
         """Return the principal of a valid access token; Unauthorized otherwise."""
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(digest)
+        if cached is not None:
+            if time.time() < cached[0]:
+                self._verified.move_to_end(digest)
+                return cached[1]
+            del self._verified[digest]
+        # Nothing awaits between the signature check and this insert, so the
+        # entry always comes from the keys in use: a refresh clears it later.
+        principal, expires = await self._verify(token)
+        self._verified[digest] = (expires, principal)
+        if len(self._verified) > _TOKEN_CACHE_LIMIT:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -131,7 +157,9 @@ class TokenVerifier:
         tenant, roles = claims.get("tenant"), claims.get("roles", [])
         if not isinstance(tenant, str) or not isinstance(roles, list):
             raise Unauthorized("invalid access token")
-        return Principal(tenant, str(claims["sub"]), "user", roles=tuple(map(str, roles)))
+        principal = Principal(tenant, str(claims["sub"]), "user", roles=tuple(map(str, roles)))
+        # PyJWT accepts the token while now < exp + leeway; so does the cache.
+        return principal, float(claims["exp"]) + self.leeway
 
 
 class ApiKeyVerifier:
