@@ -7,7 +7,7 @@ twice, every job finished or failed with a reason. The figures of every
 fault go to a table, printed at the end and written to
 ``WHARF_FAULT_RESULTS`` (default ``.wharf/fault-results.txt``).
 
-Sizes: ``WHARF_FAULT_DOCUMENTS`` (batch items, default 12),
+Sizes: ``WHARF_FAULT_DOCUMENTS`` (batch items, default 48),
 ``WHARF_FAULT_PAYLOADS`` (carrier payloads, default 20) and
 ``WHARF_FAULT_LOGS`` (log records, default 200) per fault.
 """
@@ -40,7 +40,7 @@ from servers import PostgresServer, RabbitNode, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-DOCUMENTS = int(os.environ.get("WHARF_FAULT_DOCUMENTS", "12"))
+DOCUMENTS = int(os.environ.get("WHARF_FAULT_DOCUMENTS", "48"))
 PAYLOADS = int(os.environ.get("WHARF_FAULT_PAYLOADS", "20"))
 LOGS = int(os.environ.get("WHARF_FAULT_LOGS", "200"))
 RECOVERY_TIMEOUT = float(os.environ.get("WHARF_FAULT_RECOVERY_TIMEOUT", "120"))
