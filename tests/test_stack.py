@@ -64,6 +64,16 @@ def stack(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
         "WHARF_RATE_LIMIT_PREFIX": f"wharf-test:{uuid.uuid4().hex[:12]}",
         "WHARF_STOP_TIMEOUT": "5",
         "WHARF_RENDER_WORKERS": "1",
+        "WHARF_CARRIER_FTP": json.dumps(
+            {
+                "fedex": {
+                    "host": "127.0.0.1",
+                    "port": free_port(),
+                    "user": "wharf-demo",
+                    "password": "wharf-demo-ftp",
+                }
+            }
+        ),
     }
     stack = Stack(env)
     up = stack.wharf("up", "--detach", timeout=180)
@@ -145,3 +155,12 @@ async def test_scale_changes_the_running_count(stack: Stack) -> None:
     async with asyncio.timeout(60):
         while stack.status()["auth"]["running"] != 1:
             await asyncio.sleep(0.5)
+
+
+async def test_demo_runs_the_main_job_end_to_end(stack: Stack) -> None:
+    result = await asyncio.to_thread(stack.wharf, "demo", timeout=400)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "delivered" in output
+    assert "/v1/objects/" in output or "http" in output
