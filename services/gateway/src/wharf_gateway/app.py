@@ -21,6 +21,7 @@ from wharf_gateway.ops import ops_handlers
 from wharf_gateway.ratelimit import RateLimiter
 from wharf_gateway.routes import table
 from wharf_gateway.settings import GatewaySettings
+from wharf_gateway.uploads import upload_handlers
 from wharf_gateway.webhooks import webhook_handlers
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def setup(rt: Runtime) -> None:
             **carrier_handlers(edge, lambda: rt.store),
             **ops_handlers(edge),
             **webhook_handlers(edge),
+            **upload_handlers(edge, lambda: rt.store),
         }
     )
     for route in routes:
@@ -64,7 +66,7 @@ async def setup(rt: Runtime) -> None:
 
     rt.app.router.add_get("/asyncapi.json", asyncapi_json)
     if settings.storage_url.startswith("file:"):
-        _mount_objects(rt)
+        _mount_objects(rt, settings.max_object_upload_size)
 
     async def keep_jwks() -> None:
         while True:
@@ -83,7 +85,7 @@ async def setup(rt: Runtime) -> None:
     rt.on_stop(close_redis)
 
 
-def _mount_objects(rt: Runtime) -> None:
+def _mount_objects(rt: Runtime, max_upload_size: int) -> None:
     # The store opens when the runtime connects, after the router is frozen,
     # so the routes are added now and bound to the store on first use.
     bound: dict[str, Any] = {}
@@ -92,7 +94,9 @@ def _mount_objects(rt: Runtime) -> None:
         if not bound:
             store = rt.store
             assert isinstance(store, LocalStore)
-            bound.update({r.method: r.handler for r in object_routes(store)})
+            bound.update(
+                {r.method: r.handler for r in object_routes(store, max_upload_size=max_upload_size)}
+            )
         handler = bound[request.method]
         response: web.StreamResponse = await handler(request)
         return response

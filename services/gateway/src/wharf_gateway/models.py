@@ -120,6 +120,24 @@ class Problem(BaseModel):
     detail: str
 
 
+class CreateUpload(_Body):
+    """An object about to be uploaded: its content type and size in bytes."""
+
+    content_type: str = Field(
+        default="application/json", min_length=1, max_length=200, pattern=r"^[\x21-\x7e ]+$"
+    )
+    size: int = Field(ge=1, description="At most the gateway's upload size limit")
+
+
+class UploadCreated(BaseModel):
+    """Where to upload an object, until when, and the ref that names it afterwards."""
+
+    ref: str
+    url: str
+    method: Literal["PUT"]
+    expires_at: AwareDatetime
+
+
 TemplateName = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
@@ -165,12 +183,6 @@ class ReplayWebhook(_Body):
     """Send again the endpoint's events that occurred since a time."""
 
     since: AwareDatetime
-
-
-class JsonObject(BaseModel):
-    """A JSON object, for routes whose service defines its body."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 TrackingNumber = Annotated[str, Field(min_length=1, max_length=100)]

@@ -183,7 +183,8 @@ def table(handlers: dict[str, Handler]) -> list[Route]:
               "webhooks", scope="webhooks:write", path_params=IdPath, body=models.ReplayWebhook,
               status=202),
         Route("POST", "/v1/uploads", "A signed upload URL and its reference", "tenant",
-              "documents", scope="uploads:write", body=models.JsonObject, status=201),
+              "gateway", scope="uploads:write", body=models.CreateUpload,
+              response=models.UploadCreated, status=201),
     ]  # fmt: skip
     return [_bind(route, handlers) for route in routes]
 

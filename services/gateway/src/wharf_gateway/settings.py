@@ -29,6 +29,8 @@ class GatewaySettings(ServiceSettings, BackendSettings):
 
     max_body_size: int = 1024 * 1024
     max_upload_size: int = 25 * 1024 * 1024
+    max_object_upload_size: int = 1024 * 1024 * 1024
+    upload_url_seconds: int = 3600
     request_timeout: float = 10.0
 
     issuer: str = "wharf"
