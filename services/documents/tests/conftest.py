@@ -62,7 +62,10 @@ async def stack(
     documents_settings: DocumentsSettings,
     start_service: StartService,
 ) -> Callable[..., Awaitable[tuple[Running, Running]]]:
-    """Start auth and the gateway, then documents with the given setting changes."""
+    """Start auth and the gateway, then documents with the given setting changes.
+
+    A `storage_url` change applies to the gateway too, so both share one store.
+    """
 
     async def start(**changes: Any) -> tuple[Running, Running]:
         auth = AuthSettings(
@@ -76,7 +79,7 @@ async def stack(
         )
         gateway = GatewaySettings(
             amqp_url=amqp_url,
-            storage_url=s3_url,
+            storage_url=changes.get("storage_url", s3_url),
             log_to_bus=False,
             stop_timeout=2.0,
             rate_limit_prefix=redis_prefix,

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
@@ -432,3 +433,114 @@ async def test_a_worker_killed_mid_render_is_retried(
         "SELECT attempts FROM documents.jobs WHERE id = $1", uuid.UUID(job["id"])
     )
     assert attempts == 2
+
+
+@pytest.fixture
+def local_storage(tmp_path: Path) -> str:
+    """A file store the gateway serves signed URLs for, shared with documents."""
+    return f"file://{tmp_path}/objects"
+
+
+def on_gateway(gateway: Running, url: str) -> str:
+    """A local signed URL sent to this test's gateway, whose port public_url cannot name."""
+    parts = urlsplit(url)
+    return f"{gateway.url}{parts.path}?{parts.query}"
+
+
+async def put_upload(client: Client, gateway: Running, content: Any) -> str:
+    """Upload `content` as JSON through a signed URL; return its ref."""
+    body = json.dumps(content).encode()
+    upload = await client.request(
+        "POST",
+        "/v1/uploads",
+        json={"content_type": "application/json", "size": len(body)},
+        expect=201,
+    )
+    assert upload["method"] == "PUT"
+    headers = {"Content-Type": "application/json"}
+    async with client.http.put(
+        on_gateway(gateway, upload["url"]), data=body, headers=headers
+    ) as response:
+        assert response.status == 200, await response.text()
+    ref: str = upload["ref"]
+    return ref
+
+
+async def test_batch_renders_an_item_list_uploaded_by_signed_url(
+    stack: Stack, http: aiohttp.ClientSession, local_storage: str
+) -> None:
+    gateway, _ = await stack(storage_url=local_storage)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("label", html="<p>Parcel {{ n }}</p>")
+    items = [{"data": {"n": n}, "filename": f"parcel-{n}.pdf"} for n in range(5)]
+    ref = await put_upload(client, gateway, items)
+
+    batch = await client.request(
+        "POST", "/v1/document-batches", json={"template": "label", "items_ref": ref}, expect=202
+    )
+    done = await client.wait(f"/v1/document-batches/{batch['id']}", timeout=60)
+
+    assert "/uploads/" in ref
+    assert batch["total"] == 5
+    assert (done["status"], done["done"], done["failed"]) == ("done", 5, 0)
+
+
+async def test_document_renders_data_uploaded_by_signed_url(
+    stack: Stack, http: aiohttp.ClientSession, local_storage: str
+) -> None:
+    gateway, _ = await stack(storage_url=local_storage)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("note", html="<p>{{ text }}</p>")
+    ref = await put_upload(client, gateway, {"text": "from an upload"})
+
+    job = await client.render(template="note", data_ref=ref)
+    done = await client.wait(f"/v1/documents/{job['id']}")
+
+    assert done["status"] == "done", done
+    assert "from an upload" in pdf_text(await client.download(on_gateway(gateway, done["url"])))[1]
+
+
+async def test_refs_of_other_tenants_and_missing_refs_are_not_found(
+    stack: Stack, http: aiohttp.ClientSession, local_storage: str
+) -> None:
+    gateway, _ = await stack(storage_url=local_storage)
+    client = await signup(http, gateway.url, "a@example.com")
+    other = await signup(http, gateway.url, "b@example.com")
+    await client.upload("note", html="<p>{{ text }}</p>")
+    theirs = await put_upload(other, gateway, {"text": "secret"})
+    mine = await put_upload(client, gateway, [{"data": {"text": "x"}}])
+    missing = f"{mine.rsplit('/', 1)[0]}/{uuid.uuid4()}"
+
+    foreign = await client.render(template="note", data_ref=theirs, expect=404)
+    absent = await client.render(template="note", data_ref=missing, expect=404)
+    batch = {"template": "note", "items_ref": theirs}
+    await client.request("POST", "/v1/document-batches", json=batch, expect=404)
+
+    assert foreign["detail"] == absent["detail"] == "data_ref names no upload of this tenant"
+
+
+async def test_refs_are_validated_like_inline_data(
+    stack: Stack, http: aiohttp.ClientSession, local_storage: str
+) -> None:
+    gateway, _ = await stack(storage_url=local_storage)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("note", html="<p>{{ text }}</p>")
+    bad_items = await put_upload(client, gateway, [{"data": {"text": "x"}}, {"data": 1}])
+    not_object = await put_upload(client, gateway, ["x"])
+
+    both = await client.render(template="note", data={"a": 1}, data_ref=bad_items, expect=422)
+    neither = await client.request(
+        "POST", "/v1/document-batches", json={"template": "note"}, expect=422
+    )
+    items = await client.request(
+        "POST",
+        "/v1/document-batches",
+        json={"template": "note", "items_ref": bad_items},
+        expect=422,
+    )
+    data = await client.render(template="note", data_ref=not_object, expect=422)
+
+    assert "data_ref" in json.dumps(both)
+    assert "items_ref" in json.dumps(neither)
+    assert "items.1.data" in items["detail"]
+    assert "data" in data["detail"]

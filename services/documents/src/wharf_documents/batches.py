@@ -56,9 +56,12 @@ _CONTENT_TYPES = {"zip": "application/zip", "pdf": "application/pdf"}
 
 async def create(ctx: Context, tenant: str, correlation_id: str, body: NewBatch) -> dict[str, Any]:
     """Accept a batch: store its items and put the first window of them on the bus."""
-    if len(body.items) > ctx.settings.batch_max_items:
+    items = body.items
+    if items is None:
+        raise Unprocessable("the batch has no items")
+    if len(items) > ctx.settings.batch_max_items:
         raise Unprocessable(f"a batch holds at most {ctx.settings.batch_max_items} items")
-    for item in body.items:
+    for item in items:
         check_data(ctx, item.data)
     template = await templates.resolve(ctx, tenant, body.template, body.version)
     deadline = job_deadline(ctx, body.deadline_seconds)
@@ -71,7 +74,7 @@ async def create(ctx: Context, tenant: str, correlation_id: str, body: NewBatch)
             batch_id,
             tenant,
             template["id"],
-            len(body.items),
+            len(items),
             body.bundle,
             deadline,
         )
@@ -91,11 +94,11 @@ async def create(ctx: Context, tenant: str, correlation_id: str, body: NewBatch)
                     batch_id,
                     seq,
                 )
-                for seq, item in enumerate(body.items)
+                for seq, item in enumerate(items)
             ],
         )
         await feed(conn, batch_id, ctx.batch_window)
-    logger.info("accepted batch %s of %d items", batch_id, len(body.items))
+    logger.info("accepted batch %s of %d items", batch_id, len(items))
     return await get(ctx, tenant, batch_id)
 
 

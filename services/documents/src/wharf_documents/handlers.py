@@ -8,7 +8,7 @@ from typing import Any
 
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, Forbidden
-from wharf_documents import batches, jobs, templates
+from wharf_documents import batches, jobs, templates, uploads
 from wharf_documents.context import Context
 from wharf_documents.models import NewBatch, NewDocument, NewTemplate
 
@@ -29,7 +29,13 @@ async def _create_document(ctx: Context, tenant: str, envelope: Envelope) -> Any
     key = envelope.body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= _IDEMPOTENCY_KEY_LIMIT):
         raise BadRequest(f"Idempotency-Key must be 1 to {_IDEMPOTENCY_KEY_LIMIT} characters")
-    body = NewDocument.model_validate(_data(envelope))
+    data = _data(envelope)
+    body = NewDocument.model_validate(data)
+    if body.data_ref is not None:
+        limit = ctx.settings.max_data_bytes
+        loaded = await uploads.load_json(ctx, tenant, body.data_ref, "data_ref", limit)
+        fields = {name: value for name, value in data.items() if name != "data_ref"}
+        body = NewDocument.model_validate({**fields, "data": loaded})
     return await jobs.create(ctx, tenant, envelope.correlation_id, body, key)
 
 
@@ -38,7 +44,13 @@ async def _get_document(ctx: Context, tenant: str, envelope: Envelope) -> Any:
 
 
 async def _create_batch(ctx: Context, tenant: str, envelope: Envelope) -> Any:
-    body = NewBatch.model_validate(_data(envelope))
+    data = _data(envelope)
+    body = NewBatch.model_validate(data)
+    if body.items_ref is not None:
+        limit = ctx.settings.max_items_ref_bytes
+        loaded = await uploads.load_json(ctx, tenant, body.items_ref, "items_ref", limit)
+        fields = {name: value for name, value in data.items() if name != "items_ref"}
+        body = NewBatch.model_validate({**fields, "items": loaded})
     return await batches.create(ctx, tenant, envelope.correlation_id, body)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Name = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+Ref = Field(default=None, min_length=1, max_length=1024, description="A ref from POST /v1/uploads")
 
 
 class _Body(BaseModel):
@@ -28,8 +29,16 @@ class NewDocument(_Body):
     template: str = Name
     version: int | None = Field(default=None, ge=1)
     data: dict[str, Any] = Field(default_factory=dict)
+    data_ref: str | None = Ref
     filename: str | None = Field(default=None, min_length=1, max_length=200)
     deadline_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NewDocument:
+        # The gateway forwards defaults too, so an empty data is as good as none.
+        if self.data_ref is not None and self.data:
+            raise ValueError("give data or data_ref, not both")
+        return self
 
 
 class BatchItem(_Body):
@@ -44,6 +53,13 @@ class NewBatch(_Body):
 
     template: str = Name
     version: int | None = Field(default=None, ge=1)
-    items: list[BatchItem] = Field(min_length=1)
+    items: list[BatchItem] | None = Field(default=None, min_length=1)
+    items_ref: str | None = Ref
     bundle: Literal["zip", "pdf"] = "zip"
     deadline_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NewBatch:
+        if (self.items is None) == (self.items_ref is None):
+            raise ValueError("give exactly one of items and items_ref")
+        return self

@@ -44,6 +44,9 @@ class DocumentsSettings(ServiceSettings):
     batch_max_items: int = Field(default=10_000, ge=1)
     max_upload_bytes: int = 25 * _MIB
     max_data_bytes: int = 1 * _MIB
+    max_items_ref_bytes: int = Field(
+        default=64 * _MIB, ge=1, description="Largest item list a batch may name by items_ref"
+    )
     signed_url_seconds: int = Field(default=3600, ge=60)
     template_cache_size: int = Field(default=32, ge=0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 # What an API key may be allowed to do; every scope a route asks for is one of these.
@@ -120,6 +120,11 @@ class Problem(BaseModel):
     detail: str
 
 
+UploadRef = Annotated[
+    str, Field(min_length=1, max_length=1024, description="A ref from POST /v1/uploads")
+]
+
+
 class CreateUpload(_Body):
     """An object about to be uploaded: its content type and size in bytes."""
 
@@ -149,10 +154,19 @@ class RenderDocument(_Body):
     template: TemplateName
     version: int | None = Field(default=None, ge=1, le=2_147_483_647)
     data: dict[str, Any] = Field(default_factory=dict)
+    data_ref: UploadRef | None = Field(
+        default=None, description="An uploaded JSON object to use as data; excludes data"
+    )
     filename: str | None = Field(default=None, min_length=1, max_length=200)
     deadline_seconds: float | None = Field(
         default=None, gt=0, le=86_400, description="How long the job may wait and run"
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RenderDocument:
+        if self.data_ref is not None and "data" in self.model_fields_set:
+            raise ValueError("give data or data_ref, not both")
+        return self
 
 
 class BatchItem(_Body):
@@ -167,9 +181,18 @@ class RenderBatch(_Body):
 
     template: TemplateName
     version: int | None = Field(default=None, ge=1, le=2_147_483_647)
-    items: list[BatchItem] = Field(min_length=1, max_length=10_000)
+    items: list[BatchItem] | None = Field(default=None, min_length=1, max_length=10_000)
+    items_ref: UploadRef | None = Field(
+        default=None, description="An uploaded JSON array of items; excludes items"
+    )
     bundle: Literal["zip", "pdf"] = "zip"
     deadline_seconds: float | None = Field(default=None, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RenderBatch:
+        if (self.items is None) == (self.items_ref is None):
+            raise ValueError("give exactly one of items and items_ref")
+        return self
 
 
 class CreateWebhook(_Body):
