@@ -36,7 +36,7 @@ import pytest
 from wharf_common.envelope import Envelope
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import PostgresServer, RabbitNode, free_port
+from wharf_common.testservers import PostgresServer, RabbitNode, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

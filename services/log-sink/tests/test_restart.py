@@ -9,12 +9,12 @@ import pytest
 from wharf_common import db
 from wharf_common.bus import Bus
 from wharf_common.logs import LOG_QUEUE
+from wharf_common.testservers import PostgresServer
 from wharf_log_sink import metrics
 from wharf_log_sink.db import SCHEMA, RecordStore
 from wharf_log_sink.sink import LogSink
 
 from .conftest import MIGRATIONS, count, eventually, make_record, publish, queue_length
-from .pgserver import PostgresServer
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 async def own_pool(postgres: PostgresServer) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.create_pool(postgres.url, max_size=2)
+    pool = await db.create_pool(postgres.url(), max_size=2)
     await db.migrate(pool, SCHEMA, MIGRATIONS)
     yield pool
     await pool.close()
