@@ -155,7 +155,11 @@ async def _scratch(settings: DocumentsSettings) -> AsyncIterator[DocumentsSettin
     api = urlunsplit(management._replace(netloc=host, path="/api"))
     login = f"{management.username or 'guest'}:{management.password or 'guest'}"
     auth = {"Authorization": f"Basic {base64.b64encode(login.encode()).decode()}"}
-    admin = await asyncpg.connect(settings.database_url)
+    # The throwaway database is made from the server's maintenance database,
+    # so the configured one need not exist yet.
+    admin = await asyncpg.connect(
+        urlunsplit(urlsplit(settings.database_url)._replace(path="/postgres"))
+    )
     async with aiohttp.ClientSession(headers=auth) as http:
         async with http.put(f"{api}/vhosts/{name}") as response:
             response.raise_for_status()
