@@ -50,14 +50,15 @@ async def enqueue(
     destination: str,
 ) -> None:
     """Queue `envelope` for publishing once the caller's transaction commits."""
+    # One statement, one round trip: the row and the notification together.
     await conn.execute(
-        f"INSERT INTO {quote_schema(schema)}.outbox (kind, destination, envelope)"
-        " VALUES ($1, $2, $3::text::jsonb)",
+        f"WITH queued AS (INSERT INTO {quote_schema(schema)}.outbox (kind, destination, envelope)"
+        " VALUES ($1, $2, $3::text::jsonb) RETURNING id) SELECT pg_notify($4, '')",
         kind,
         destination,
         envelope.encode().decode(),
+        channel(schema),
     )
-    await conn.execute("SELECT pg_notify($1, '')", channel(schema))
 
 
 async def enqueue_many(
