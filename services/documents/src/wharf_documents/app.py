@@ -31,7 +31,7 @@ async def setup(rt: Runtime) -> None:
     """Serve the RPC queue, consume render and bundle commands, and relay the outbox.
 
     Prefetch and concurrency follow the render workers, so a task never holds
-    more rendering work than it can start; see `batches` for the fairness
+    much more rendering work than it can start; see `batches` for the fairness
     between single documents and batches.
     """
     settings = rt.settings
@@ -77,8 +77,8 @@ async def setup(rt: Runtime) -> None:
             await relay.stop()
 
     rt.serve_rpc(RPC_QUEUE, rpc)
-    rt.consume(RENDER_QUEUE, render, prefetch=workers, concurrency=workers, on_dead=render_dead)
-    batch = ctx.batch_concurrency
+    singles, batch = ctx.handlers(workers), ctx.handlers(ctx.batch_concurrency)
+    rt.consume(RENDER_QUEUE, render, prefetch=singles, concurrency=singles, on_dead=render_dead)
     rt.consume(BATCH_QUEUE, render, prefetch=batch, concurrency=batch, on_dead=render_dead)
     rt.consume(BUNDLE_QUEUE, bundle, prefetch=1, concurrency=1, on_dead=bundle_dead)
     rt.add_task("outbox", start_relay)

@@ -5,14 +5,15 @@ comes from what this service puts on the bus and how it consumes it:
 
 - Single documents and batch items travel on separate queues
   (``wharf.documents.render`` and ``wharf.documents.render-batch``), and
-  both consumers take no more than the task has workers. A `RenderGate`
+  both consumers take no more than two messages per worker, so that a
+  worker never waits while a handler stores a PDF. A `RenderGate`
   admits them to the workers: a single document goes before any waiting
   batch item, so it waits at most for the first batch render in progress
   to end. With ``reserved_workers`` set, batch items leave that many
   workers free and a single document does not wait at all, at the cost of
   batch throughput.
 - A batch never floods the bus. Its items are rows in ``jobs``; only a
-  window of them (``batch_window``, default two per worker) is on the bus
+  window of them (``batch_window``, default four per worker) is on the bus
   at a time, and each item that finishes feeds the next one, in the same
   transaction that records it. Two batches from different tenants
   therefore share the batch queue in turns instead of one waiting behind

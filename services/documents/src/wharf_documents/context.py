@@ -61,5 +61,17 @@ class Context:
 
     @property
     def batch_window(self) -> int:
-        """Items of one batch on the bus at once."""
-        return self.settings.batch_window or 2 * self.workers
+        """Items of one batch on the bus at once: what two tasks' handlers hold."""
+        return self.settings.batch_window or 2 * self.handlers(self.workers)
+
+    @staticmethod
+    def handlers(slots: int) -> int:
+        """Messages a consumer handles at once to keep `slots` render workers busy.
+
+        A handler also works before its render (the job's row) and after it
+        (storing the PDF, recording the outcome, acknowledging). With a second
+        handler per slot waiting at the gate, a worker starts its next render
+        as soon as it is free, while the first handler finishes that work; the
+        gate still starts no more renders than there are slots.
+        """
+        return 2 * slots
