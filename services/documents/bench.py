@@ -131,12 +131,14 @@ def _baseline(directory: Path, count: int) -> tuple[dict[str, float], float]:
     return figures, write_ratio
 
 
-def _limit_loop(html: str, base_url: str, count: int, start: BarrierType) -> None:
+def _limit_loop(html: str, base_url: str, count: int, start: BarrierType, cpu: Any) -> None:
     """One plain process of the limit: warm up, wait for the others, then render `count` times."""
     weasyprint.HTML(string=html, base_url=base_url).write_pdf()
     start.wait()
+    began = time.process_time()
     for _ in range(count):
         weasyprint.HTML(string=html, base_url=base_url).write_pdf()
+    cpu.put(time.process_time() - began)
 
 
 def _limit(directory: Path, per_process: int, processes: int) -> dict[str, float]:
@@ -144,9 +146,9 @@ def _limit(directory: Path, per_process: int, processes: int) -> dict[str, float
     html = (directory / "invoice.html").read_text("utf-8")
     base_url = f"{directory.as_uri()}/"
     context = multiprocessing.get_context("spawn")
-    start = context.Barrier(processes + 1)
+    start, cpu = context.Barrier(processes + 1), context.SimpleQueue()
     loops = [
-        context.Process(target=_limit_loop, args=(html, base_url, per_process, start))
+        context.Process(target=_limit_loop, args=(html, base_url, per_process, start, cpu))
         for _ in range(processes)
     ]
     for loop in loops:
@@ -158,12 +160,14 @@ def _limit(directory: Path, per_process: int, processes: int) -> dict[str, float
     wall = time.perf_counter() - started
     if any(loop.exitcode != 0 for loop in loops):
         raise RuntimeError("a process of the in-process limit failed")
-    rate = processes * per_process / wall
+    renders = processes * per_process
+    rate = renders / wall
+    cpu_ms = sum(cpu.get() for _ in loops) / renders * 1000
     print(
         f"{'in-process limit':<28} {rate:7.2f} renders/s ({processes} plain processes"
-        f" x {per_process} renders)"
+        f" x {per_process} renders, {cpu_ms:.0f} ms CPU per render)"
     )
-    return {"rps": rate}
+    return {"rps": rate, "cpu_ms": cpu_ms}
 
 
 def _request(directory: Path) -> RenderRequest:
@@ -238,6 +242,51 @@ def _small_request(directory: Path) -> RenderRequest:
     return RenderRequest(
         template=_SMALL_TEMPLATE, assets={"pacifico.ttf": (directory / "pacifico.ttf").read_bytes()}
     )
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, list[str]]:
+    """Every process's /proc/PID/stat fields after the command name, by pid."""
+    table: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                table[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    return table
+
+
+def _workers_cpu() -> float:
+    """CPU seconds of the render workers so far, the replaced ones included.
+
+    Workers are children of the forkserver, a child of this process, which
+    reaps them: their time then counts in its children's time.
+    """
+    table = _processes()
+    children = {pid for pid, stat in table.items() if int(stat[1]) == os.getpid()}
+    ticks = 0
+    for pid, stat in table.items():
+        if pid in children:
+            ticks += int(stat[13]) + int(stat[14])
+        elif int(stat[1]) in children:
+            ticks += int(stat[11]) + int(stat[12])
+    return ticks / _TICK
+
+
+def _database_cpu(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends connected to `database` so far."""
+    ticks = 0
+    for pid, stat in _processes().items():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if command.startswith(b"postgres: ") and f" {database} ".encode() in command:
+            ticks += int(stat[11]) + int(stat[12])
+    return ticks / _TICK
 
 
 async def _memory(
@@ -350,9 +399,15 @@ async def _through_service(directory: Path, count: int, workers: int) -> dict[st
         warm = [{"data": {}} for _ in range(workers * 2)]
         await _batch(call, warm)
         rendering = _time_renders(service.runtime.app[CONTEXT_KEY].renderer)
-        started, cpu = time.perf_counter(), time.process_time()
+        database = urlsplit(settings.database_url).path.lstrip("/")
+        cpus = (time.process_time(), _workers_cpu(), _database_cpu(database))
+        started = time.perf_counter()
         batch, rendered = await _batch(call, [{"data": {"n": n}} for n in range(count)])
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        wall = time.perf_counter() - started
+        ended = (time.process_time(), _workers_cpu(), _database_cpu(database))
+    cpu, workers_cpu, database_cpu = (
+        (end - begin) / count * 1000 for begin, end in zip(cpus, ended, strict=True)
+    )
     rate = batch["done"] / rendered
     # The share of the batch's time its workers had a render to do, whatever
     # else runs on the machine: below 1, workers waited on the service.
@@ -362,10 +417,10 @@ async def _through_service(directory: Path, count: int, workers: int) -> dict[st
         f" {rendered:.1f} s, bundled by {wall:.1f} s)"
     )
     print(
-        f"{'':<28} workers busy {busy:.0%} of that time; service process CPU"
-        f" {cpu / count * 1000:.1f} ms per document"
+        f"{'':<28} workers busy {busy:.0%} of that time; CPU per document: workers"
+        f" {workers_cpu:.0f} ms, service process {cpu:.1f} ms, PostgreSQL {database_cpu:.1f} ms"
     )
-    return {"rps": rate, "failed": batch["failed"], "cpu_ms": cpu / count * 1000}
+    return {"rps": rate, "failed": batch["failed"], "cpu_ms": workers_cpu + cpu + database_cpu}
 
 
 def _time_renders(renderer: Renderer) -> list[float]:
@@ -458,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline, write_ratio = _baseline(directory, args.n)
     request = _request(directory)
     sequential, parallel = asyncio.run(_through_renderer(request, args.n, args.workers))
-    limits = [_limit(directory, args.n, args.workers)["rps"]]
+    first = _limit(directory, args.n, args.workers)
+    limits = [first["rps"]]
 
     ratio = sequential["p50"] / baseline["p50"]
     scaling = parallel["rps"] / limits[0]
@@ -487,16 +543,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets: dict[str, str] = {}
     service_rps = None
     if args.service:
-        service_rps = asyncio.run(_through_service(directory, args.service, args.workers))["rps"]
+        service = asyncio.run(_through_service(directory, args.service, args.workers))
+        service_rps = service["rps"]
         # Other work on the machine shifts between phases: the limit is measured
         # on both sides of the service run and their mean is the yardstick.
-        limits.append(_limit(directory, args.n, args.workers)["rps"])
-        limit = statistics.fmean(limits)
-        share = service_rps / limit
+        after = _limit(directory, args.n, args.workers)
+        limits.append(after["rps"])
+        share = service_rps / statistics.fmean(limits)
         print(
             f"service / in-process limit (mean of {limits[0]:.2f} and {limits[1]:.2f}): {share:.2f}"
         )
-        targets["limit"] = _target(f"{share:.2f} of the in-process limit", share >= 0.9, ">= 0.9")
+        # The wall clock of a shared machine swings with the load between
+        # phases; CPU per document hardly does. With the workers kept busy the
+        # service gets the limit's CPU per render over its own CPU per document
+        # (RabbitMQ's share is not counted: its node serves the whole machine).
+        by_cpu = statistics.fmean([first["cpu_ms"], after["cpu_ms"]]) / service["cpu_ms"]
+        print(f"service / in-process limit by CPU per document: {by_cpu:.2f}")
+        targets["limit"] = _target(
+            f"{share:.2f} of the in-process limit ({by_cpu:.2f} by CPU)", share >= 0.9, ">= 0.9"
+        )
     if args.cold:
         cold = _cold(directory, args.cold, args.workers)["rps"]
         print(f"in-process limit / process per document: {statistics.fmean(limits) / cold:.1f}")
