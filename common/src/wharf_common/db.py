@@ -37,12 +37,25 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Nothing to undo on release: asyncpg itself rolls back an open transaction."""
+
+
 async def create_pool(
     url: str, *, min_size: int = 1, max_size: int = 10
 ) -> asyncpg.Pool[asyncpg.Record]:
-    """Open a connection pool whose json and jsonb columns read and write Python values."""
+    """Open a connection pool whose json and jsonb columns read and write Python values.
+
+    A released connection goes back to the pool without asyncpg's default
+    reset query (unlock, close cursors, unlisten, reset settings), which
+    would cost a round trip on every release. So borrowed connections must
+    leave no session state behind: settings are changed with ``SET LOCAL``
+    inside a transaction, and whoever takes a session advisory lock or
+    listens releases it before giving the connection back (see `migrate`
+    and the outbox relay).
+    """
     return await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection
+        url, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
 
 
@@ -109,9 +122,15 @@ async def migrate(
                 logger.info("applied migration %s to schema %s", name, schema)
                 applied.append(name)
         finally:
-            await conn.execute(
-                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_name(schema)
-            )
+            try:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_name(schema)
+                )
+            except BaseException:
+                # The pool does not reset released connections: never hand
+                # one back that may still hold the lock.
+                conn.terminate()
+                raise
     return applied
 
 
