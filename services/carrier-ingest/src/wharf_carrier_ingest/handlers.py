@@ -171,17 +171,29 @@ class Handlers:
         return await self._shipment(tenant, ShipmentId.model_validate(data).id)
 
     async def _shipment(self, tenant: str, shipment_id: uuid.UUID) -> dict[str, Any]:
-        # One connection for both reads: each release costs the pool a reset.
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT * FROM carrier_ingest.shipments WHERE tenant = $1 AND id = $2",
-                tenant,
-                shipment_id,
-            )
-            if row is None:
-                raise NotFound("no such shipment")
-            events = await self._events(conn, tenant, row["carrier"], row["tracking_number"])
-        return {**shipment_row(row), "events": events}
+        # One query, one round trip: the shipment on every row, with one event each.
+        rows = await self.pool.fetch(_SHIPMENT_WITH_EVENTS, tenant, shipment_id)
+        if not rows:
+            raise NotFound("no such shipment")
+        first = rows[0]
+        events = [
+            {
+                "event_id": row["event_id"],
+                "carrier": first["carrier"],
+                "tracking_number": first["tracking_number"],
+                "occurred_at": row["occurred_at"].isoformat(),
+                "status": row["event_status"],
+                "classified_by": row["classified_by"],
+                "location": row["location"],
+                "code": row["code"],
+                "description": row["description"],
+                "incident_reason": row["incident_reason"],
+                "operator": row["operator"],
+            }
+            for row in rows
+            if row["event_id"] is not None
+        ]
+        return {**shipment_row(first), "events": events}
 
     async def tracking_events(self, tenant: str, data: dict[str, Any], env: Envelope) -> Any:
         """Events of one tracking number, claimed by a shipment or not."""
@@ -205,6 +217,18 @@ class Handlers:
             number,
         )
         return [event_row(row) for row in rows]
+
+
+_SHIPMENT_WITH_EVENTS = """
+    SELECT s.id, s.carrier, s.tracking_number, s.reference, s.metadata, s.status,
+           s.status_at, s.created_at, e.event_id, e.occurred_at, e.status AS event_status,
+           e.classified_by, e.location, e.code, e.description, e.incident_reason, e.operator
+    FROM carrier_ingest.shipments s
+    LEFT JOIN carrier_ingest.tracking_events e
+        ON e.tenant = s.tenant AND e.carrier = s.carrier AND e.tracking_number = s.tracking_number
+    WHERE s.tenant = $1 AND s.id = $2
+    ORDER BY e.occurred_at, e.received_at
+"""
 
 
 def _encode_cursor(created_at: datetime, shipment_id: uuid.UUID) -> str:
