@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -70,6 +71,8 @@ def _shared_tables(schema: str) -> str:
             message_id uuid PRIMARY KEY,
             handled_at timestamptz NOT NULL DEFAULT now()
         );
+        CREATE INDEX IF NOT EXISTS handled_messages_handled_at
+            ON {schema}.handled_messages (handled_at);
         CREATE TABLE IF NOT EXISTS {schema}.outbox (
             id bigserial PRIMARY KEY,
             kind text NOT NULL,
@@ -170,3 +173,30 @@ async def claim_messages(
         list(message_ids),
     )
     return {row["message_id"] for row in rows}
+
+
+async def forget_handled(
+    pool: asyncpg.Pool[asyncpg.Record], schema: str, older_than: timedelta, *, batch: int = 10_000
+) -> int:
+    """Delete the claims of messages handled more than `older_than` ago; return how many.
+
+    A claim only has to outlive the redelivery of its message (a task that
+    died between commit and ack), which takes seconds to minutes; keeping
+    claims for days costs nothing but the table's size. Deleting in batches
+    keeps each transaction short.
+    """
+    quoted = quote_schema(schema)
+    cutoff = datetime.now(UTC) - older_than
+    forgotten = 0
+    while True:
+        status = await pool.execute(
+            f"DELETE FROM {quoted}.handled_messages WHERE message_id IN"
+            f" (SELECT message_id FROM {quoted}.handled_messages"
+            "  WHERE handled_at < $1 LIMIT $2)",
+            cutoff,
+            batch,
+        )
+        deleted = int(status.rsplit(" ", 1)[-1])
+        forgotten += deleted
+        if deleted < batch:
+            return forgotten

@@ -44,6 +44,7 @@ class ServiceSettings(BaseSettings):
     retry_base_delay: float = 0.5
     retry_max_delay: float = 30.0
     db_pool_max: int = 10
+    handled_retention_days: float = Field(default=7.0, gt=0)
 
     queue_metrics: bool = Field(
         default=False, description="Publish the service's queue depth to CloudWatch (ECS)"
