@@ -38,6 +38,7 @@ class ServiceSettings(BaseSettings):
 
     stop_timeout: float = 30.0
     claim_check_threshold: int = 256 * 1024
+    claim_check_retention_days: int = Field(default=14, ge=1)
     prefetch: int = 32
     concurrency: int = 16
     max_attempts: int = 5
