@@ -171,29 +171,17 @@ class Handlers:
         return await self._shipment(tenant, ShipmentId.model_validate(data).id)
 
     async def _shipment(self, tenant: str, shipment_id: uuid.UUID) -> dict[str, Any]:
-        # One query, one round trip: the shipment on every row, with one event each.
+        # One round trip: the shipment's columns (renamed) on every row, one event each.
         rows = await self.pool.fetch(_SHIPMENT_WITH_EVENTS, tenant, shipment_id)
         if not rows:
             raise NotFound("no such shipment")
-        first = rows[0]
-        events = [
-            {
-                "event_id": row["event_id"],
-                "carrier": first["carrier"],
-                "tracking_number": first["tracking_number"],
-                "occurred_at": row["occurred_at"].isoformat(),
-                "status": row["event_status"],
-                "classified_by": row["classified_by"],
-                "location": row["location"],
-                "code": row["code"],
-                "description": row["description"],
-                "incident_reason": row["incident_reason"],
-                "operator": row["operator"],
-            }
-            for row in rows
-            if row["event_id"] is not None
-        ]
-        return {**shipment_row(first), "events": events}
+        shipment = {
+            name[len("shipment_") :]: value
+            for name, value in rows[0].items()
+            if name.startswith("shipment_")
+        }
+        events = [event_row(row) for row in rows if row["event_id"] is not None]
+        return {**shipment_row(shipment), "events": events}
 
     async def tracking_events(self, tenant: str, data: dict[str, Any], env: Envelope) -> Any:
         """Events of one tracking number, claimed by a shipment or not."""
@@ -220,9 +208,10 @@ class Handlers:
 
 
 _SHIPMENT_WITH_EVENTS = """
-    SELECT s.id, s.carrier, s.tracking_number, s.reference, s.metadata, s.status,
-           s.status_at, s.created_at, e.event_id, e.occurred_at, e.status AS event_status,
-           e.classified_by, e.location, e.code, e.description, e.incident_reason, e.operator
+    SELECT s.id AS shipment_id, s.carrier AS shipment_carrier,
+           s.tracking_number AS shipment_tracking_number, s.reference AS shipment_reference,
+           s.metadata AS shipment_metadata, s.status AS shipment_status,
+           s.status_at AS shipment_status_at, s.created_at AS shipment_created_at, e.*
     FROM carrier_ingest.shipments s
     LEFT JOIN carrier_ingest.tracking_events e
         ON e.tenant = s.tenant AND e.carrier = s.carrier AND e.tracking_number = s.tracking_number
