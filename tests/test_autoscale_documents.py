@@ -8,6 +8,10 @@ autoscaler sees the backlog on ``wharf.documents.render`` and raises the task
 count; while work remains the count goes down again, so the tasks scaled in
 drain mid-stream. Then every document must be rendered, stored and announced
 exactly once, and none failed.
+
+Single documents rather than one batch: a batch's items wait in PostgreSQL
+and only a window of them is on the bus, so a batch shows the autoscaler a
+backlog of two per worker however long it is.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from wharf_common.queues import fetch_queues, vhost_of
 from wharf_common.testing import DEFAULT_MANAGEMENT_URL
 from wharf_gateway.models import RenderDocument
 
-# Raise it for a longer run; the default is the size the requirement names.
+# 2,000 by default; raise it for a longer run.
 DOCUMENTS = int(os.environ.get("WHARF_TEST_AUTOSCALE_DOCUMENTS", "2000"))
 RPC_QUEUE = "wharf.documents.rpc"
 RENDER_QUEUE = "wharf.documents.render"
@@ -49,6 +53,7 @@ TEMPLATE = '<div style="width: {{ n % 500 + 1 }}px; height: 8px; background: #00
 # Enough RPCs in flight to fill the queue faster than one worker empties it.
 SENDERS = 32
 
+# About two minutes on two cores shared at a load average near 10; the limit leaves room.
 pytestmark = pytest.mark.timeout(240)
 
 
