@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,28 +129,10 @@ async def _submit(bus: Bus, tenant: str, count: int) -> list[str]:
     return list(await asyncio.gather(*(post(n) for n in range(count))))
 
 
-async def _jobs(database_url: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return await connection.fetch(
-            "SELECT id, tenant, status, attempts, reason, object_key, bytes FROM documents.jobs"
-        )
-    finally:
-        await connection.close()
-
-
-async def _count(database_url: str, query: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        count: int = await connection.fetchval(query)
-    finally:
-        await connection.close()
-    return count
-
-
-async def _finished(database_url: str) -> int:
+async def _finished(db: asyncpg.Connection) -> int:
     query = "SELECT count(*) FROM documents.jobs WHERE status IN ('done', 'failed')"
-    return await _count(database_url, query)
+    count: int = await db.fetchval(query)
+    return count
 
 
 async def _depths(vhost: str) -> dict[str, int]:
@@ -183,6 +167,7 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
     async def audit(delivery: Delivery) -> None:
         announced[str(delivery.envelope.body["id"])] += 1
 
+    db = await asyncpg.connect(database_url)
     bus = Bus(amqp_url, service="test")
     await bus.connect()
     stop = asyncio.Event()
@@ -198,7 +183,7 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
             return all("handled document.render" in log.read_text() for log in new_logs)
 
         async def mostly_rendered() -> bool:
-            return await _finished(database_url) >= DOCUMENTS * 0.85
+            return await _finished(db) >= DOCUMENTS * 0.85
 
         await _wait_for(new_tasks_render, 30)
         await _wait_for(mostly_rendered, 150)
@@ -209,10 +194,10 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
         relaxed = Policy(target_seconds=3600.0, cooldown=0.0, default_rate=10.0)
         scale_in = Autoscaler(backend, LIMITS, _management_url(), vhost=vhost, policy=relaxed)
         shrunk = (await scale_in.step())["documents"]
-        unfinished_at_scale_in = DOCUMENTS - await _finished(database_url)
+        unfinished_at_scale_in = DOCUMENTS - await _finished(db)
 
         async def all_finished() -> bool:
-            return await _finished(database_url) >= DOCUMENTS
+            return await _finished(db) >= DOCUMENTS
 
         async def all_announced() -> bool:
             return sum(announced.values()) >= DOCUMENTS
@@ -226,20 +211,25 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
         await _wait_for(all_announced, 30)
         await _wait_for(queues_empty, 30)
         settled = (await scaler.step())["documents"]
-        jobs = await _jobs(database_url)
-        outbox = await _count(database_url, "SELECT count(*) FROM documents.outbox")
+        jobs = await db.fetch("SELECT id, status, attempts, object_key, bytes FROM documents.jobs")
+        outbox = await db.fetchval("SELECT count(*) FROM documents.outbox")
     finally:
         stop.set()
         await autoscaling
         await bus.close()
+        await db.close()
 
     objects = tmp_path / "objects"
     pdfs = objects.glob(f"{tenant}/documents/*")
     stored = {path.relative_to(objects).as_posix() for path in pdfs}
     drained = [log.read_text() for log in new_logs]
+    stopped_at = max(t for slot in (2, 3) for t in _times(home.logs / f"documents-{slot}.log"))
+    last_render_at = max(_times(home.logs / "documents-1.log", "handled document.render"))
 
     assert (shrunk.count, shrunk.reason.startswith("backlog")) == (1, True)
     assert unfinished_at_scale_in > 0
+    # The remaining task went on rendering after the others began to drain.
+    assert last_render_at > stopped_at
     for log in drained:
         assert "draining in-flight work" in log and "documents stopped" in log
     assert (settled.count, settled.reason) == (1, "steady")
@@ -254,6 +244,12 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
         assert pdf.startswith(b"%PDF-") and len(pdf) == job["bytes"]
     assert announced == dict.fromkeys(job_ids, 1)
     assert outbox == 0
+
+
+def _times(log: Path, message: str = "stopping") -> list[datetime]:
+    """When a task logged the records whose message starts with `message`."""
+    records = (json.loads(line) for line in log.read_text().splitlines() if line.startswith("{"))
+    return [datetime.fromisoformat(r["ts"]) for r in records if r["message"].startswith(message)]
 
 
 def _settled_at(supervisor: Supervisor, count: int) -> Callable[[], Awaitable[bool]]:
