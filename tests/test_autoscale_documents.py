@@ -5,8 +5,8 @@ supervisor, one render worker a task, scaled through the control API), and the
 documents arrive as the gateway sends ``POST /v1/documents``: one
 ``documents.create_document`` RPC each, for the tenant of the caller. The
 autoscaler sees the backlog on ``wharf.documents.render`` and raises the task
-count; while work remains the count goes down again, so the tasks scaled in
-drain mid-stream. Then every document must be rendered, stored and announced
+count; while work remains, a relaxed drain target brings it back to one, so
+the tasks scaled in drain mid-stream. Then every document must be rendered, stored and announced
 exactly once, and none failed.
 
 Single documents rather than one batch: a batch's items wait in PostgreSQL
