@@ -3,10 +3,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
+from wharf_common import claimcheck
 from wharf_common.bus import Bus
 from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
@@ -77,3 +79,21 @@ async def test_large_rpc_request_and_reply_round_trip(amqp_url: str, tmp_path: P
         await bus.close()
         await store.close()
     assert result == {"blob": blob[::-1]}
+
+
+async def test_expire_deletes_whole_days_past_the_retention(store: ObjectStore) -> None:
+    today = date(2026, 6, 30)
+    keys = {
+        back: f"{claimcheck.PREFIX}/{today - timedelta(days=back):%Y/%m/%d}/{back}.json"
+        for back in (0, 7, 8, 20, 200)
+    }
+    for key in keys.values():
+        await store.put(key, b"{}", "application/json")
+    await store.put("documents/keep.pdf", b"%PDF")
+
+    deleted = await claimcheck.expire(store, retention_days=7, today=today)
+
+    assert deleted == 2  # 8 and 20 days old; 200 is past the look-back
+    assert [back for back, key in keys.items() if await store.exists(key)] == [0, 7, 200]
+    assert await store.exists("documents/keep.pdf")
+    assert await claimcheck.expire(store, retention_days=7, today=today) == 0

@@ -4,13 +4,21 @@ import asyncio
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from wharf_common.db import claim_message, claim_messages, create_pool, migrate, quote_schema
+from wharf_common.db import (
+    claim_message,
+    claim_messages,
+    create_pool,
+    forget_handled,
+    migrate,
+    quote_schema,
+)
 
 SCHEMA = "things"
 
@@ -184,3 +192,31 @@ async def test_claim_messages_returns_only_first_claims(pool: asyncpg.Pool, tmp_
             await claim_messages(conn, SCHEMA, [uuid.uuid4()])
 
     assert claimed == {new}
+
+
+async def test_forget_handled_drops_only_old_claims(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    await migrate(pool, SCHEMA, tmp_path)
+    old = [uuid.uuid4() for _ in range(25)]
+    recent = uuid.uuid4()
+    await pool.executemany(
+        f"INSERT INTO {SCHEMA}.handled_messages (message_id, handled_at)"
+        " VALUES ($1, now() - interval '8 days')",
+        [(message_id,) for message_id in old],
+    )
+    await pool.execute(f"INSERT INTO {SCHEMA}.handled_messages (message_id) VALUES ($1)", recent)
+
+    forgotten = await forget_handled(pool, SCHEMA, timedelta(days=7), batch=10)
+
+    left = await pool.fetch(f"SELECT message_id FROM {SCHEMA}.handled_messages")
+    assert forgotten == 25
+    assert [row["message_id"] for row in left] == [recent]
+
+
+async def test_a_released_connection_keeps_no_migration_lock(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await migrate(pool, SCHEMA, tmp_path)
+
+    held = await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+
+    assert held == 0

@@ -87,9 +87,12 @@ async def open_loop(
     async def one(due: float) -> None:
         nonlocal failures, finished
         await asyncio.sleep(due - loop.time())
-        async with http.request(method, url, **request) as response:
-            await response.read()
-            ok = response.status == expect
+        try:
+            async with http.request(method, url, **request) as response:
+                await response.read()
+                ok = response.status == expect
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False  # counted as a failure, like a wrong status
         finished = loop.time()
         if ok:
             latencies.append(finished - due)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from wharf_common.envelope import Envelope
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
 
 DEFAULT_THRESHOLD = 256 * 1024
 PREFIX = "claims"
+# How many days before the retention period `expire` looks back for leftovers.
+_LOOKBACK_DAYS = 30
 
 
 async def check_in(envelope: Envelope, store: ObjectStore | None, threshold: int) -> Envelope:
@@ -34,3 +37,19 @@ async def check_out(envelope: Envelope, store: ObjectStore | None) -> Envelope:
         raise RuntimeError("a message carries a body reference but no object store is configured")
     data = await store.get(envelope.body_ref)
     return envelope.model_copy(update={"body": json.loads(data)})
+
+
+async def expire(store: ObjectStore, *, retention_days: int, today: date) -> int:
+    """Delete the bodies checked in more than `retention_days` before `today`.
+
+    A body must outlive every copy of its message: redeliveries and retries
+    take minutes, but a dead letter may wait days for a replay, so the
+    retention is counted in days. Bodies are filed by day, so whole days go
+    at once; the month before the retention is swept again each time, so a
+    day missed while every task was down goes later.
+    """
+    deleted = 0
+    for back in range(retention_days + 1, retention_days + 1 + _LOOKBACK_DAYS):
+        day = today - timedelta(days=back)
+        deleted += await store.delete_prefix(f"{PREFIX}/{day:%Y/%m/%d}")
+    return deleted

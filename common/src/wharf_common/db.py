@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -37,12 +38,25 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Nothing to undo on release: asyncpg itself rolls back an open transaction."""
+
+
 async def create_pool(
     url: str, *, min_size: int = 1, max_size: int = 10
 ) -> asyncpg.Pool[asyncpg.Record]:
-    """Open a connection pool whose json and jsonb columns read and write Python values."""
+    """Open a connection pool whose json and jsonb columns read and write Python values.
+
+    A released connection goes back to the pool without asyncpg's default
+    reset query (unlock, close cursors, unlisten, reset settings), which
+    would cost a round trip on every release. So borrowed connections must
+    leave no session state behind: settings are changed with ``SET LOCAL``
+    inside a transaction, and whoever takes a session advisory lock or
+    listens releases it before giving the connection back (see `migrate`
+    and the outbox relay).
+    """
     return await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection
+        url, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
 
 
@@ -57,6 +71,8 @@ def _shared_tables(schema: str) -> str:
             message_id uuid PRIMARY KEY,
             handled_at timestamptz NOT NULL DEFAULT now()
         );
+        CREATE INDEX IF NOT EXISTS handled_messages_handled_at
+            ON {schema}.handled_messages (handled_at);
         CREATE TABLE IF NOT EXISTS {schema}.outbox (
             id bigserial PRIMARY KEY,
             kind text NOT NULL,
@@ -109,9 +125,15 @@ async def migrate(
                 logger.info("applied migration %s to schema %s", name, schema)
                 applied.append(name)
         finally:
-            await conn.execute(
-                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_name(schema)
-            )
+            try:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_name(schema)
+                )
+            except BaseException:
+                # The pool does not reset released connections: never hand
+                # one back that may still hold the lock.
+                conn.terminate()
+                raise
     return applied
 
 
@@ -151,3 +173,30 @@ async def claim_messages(
         list(message_ids),
     )
     return {row["message_id"] for row in rows}
+
+
+async def forget_handled(
+    pool: asyncpg.Pool[asyncpg.Record], schema: str, older_than: timedelta, *, batch: int = 10_000
+) -> int:
+    """Delete the claims of messages handled more than `older_than` ago; return how many.
+
+    A claim only has to outlive the redelivery of its message (a task that
+    died between commit and ack), which takes seconds to minutes; keeping
+    claims for days costs nothing but the table's size. Deleting in batches
+    keeps each transaction short.
+    """
+    quoted = quote_schema(schema)
+    cutoff = datetime.now(UTC) - older_than
+    forgotten = 0
+    while True:
+        status = await pool.execute(
+            f"DELETE FROM {quoted}.handled_messages WHERE message_id IN"
+            f" (SELECT message_id FROM {quoted}.handled_messages"
+            "  WHERE handled_at < $1 LIMIT $2)",
+            cutoff,
+            batch,
+        )
+        deleted = int(status.rsplit(" ", 1)[-1])
+        forgotten += deleted
+        if deleted < batch:
+            return forgotten

@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import contextvars
-import json
 import logging
 import sys
 import traceback
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from prometheus_client import Counter
+from pydantic_core import to_json
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
@@ -99,7 +99,9 @@ class JsonFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(record_to_dict(record, self.service), ensure_ascii=False)
+        # pydantic-core's serializer is several times faster than the json module,
+        # and every request writes at least one line.
+        return to_json(record_to_dict(record, self.service)).decode()
 
 
 Publish = Callable[[list[dict[str, Any]]], Awaitable[None]]

@@ -27,14 +27,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from wharf_common import db, logs, rpc
+from wharf_common import claimcheck, db, logs, rpc
 from wharf_common.bus import LOGS_EXCHANGE, Bus
 from wharf_common.consumer import Consumer, Handler
 from wharf_common.envelope import Envelope
@@ -43,13 +45,14 @@ from wharf_common.queuemetrics import publish_forever
 from wharf_common.settings import ServiceSettings
 from wharf_common.storage import ObjectStore, open_store
 
-if TYPE_CHECKING:
-    import asyncpg
-
 logger = logging.getLogger(__name__)
 
 READY = Gauge("wharf_ready", "1 when the service's connections are up")
 IN_FLIGHT = Gauge("wharf_in_flight", "Messages being handled right now")
+
+# Seconds between two trims of a service's handled_messages table and of
+# claim-checked bodies past their retention.
+HOUSEKEEPING_INTERVAL = 3600.0
 
 Setup = Callable[["Runtime"], Awaitable[None]]
 Task = Callable[[], Awaitable[None]]
@@ -202,10 +205,45 @@ class Runtime:
             worker = await start()
             if worker is not None:
                 self._workers.append(worker)
-        for name, factory in self._task_factories:
+        factories = list(self._task_factories)
+        if self.spec.schema is not None:
+            factories.append(("forget-handled", self._forget_handled))
+        if self.spec.uses_storage:
+            factories.append(("expire-claim-checks", self._expire_claim_checks))
+        for name, factory in factories:
             self._tasks.append(asyncio.create_task(_guarded(name, factory), name=name))
         self.ready = True
         READY.set(1)
+
+    async def _forget_handled(self) -> None:
+        """Now and then, drop the idempotency claims older than the retention."""
+        assert self.spec.schema is not None
+        retention = timedelta(days=self.settings.handled_retention_days)
+        while True:
+            try:
+                forgotten = await db.forget_handled(self.db, self.spec.schema, retention)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("could not trim handled_messages: %r", exc)
+            else:
+                if forgotten:
+                    logger.info("forgot %d handled message ids", forgotten)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+    async def _expire_claim_checks(self) -> None:
+        """Now and then, delete message bodies checked in before the retention."""
+        while True:
+            try:
+                deleted = await claimcheck.expire(
+                    self.store,
+                    retention_days=self.settings.claim_check_retention_days,
+                    today=datetime.now(UTC).date(),
+                )
+            except Exception as exc:
+                logger.warning("could not expire claim-checked bodies: %r", exc)
+            else:
+                if deleted:
+                    logger.info("deleted %d claim-checked bodies past retention", deleted)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
     def _start_log_shipping(self) -> None:
         handler = logs.BusLogHandler(self.spec.name, capacity=self.settings.log_buffer_size)

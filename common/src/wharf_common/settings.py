@@ -38,12 +38,14 @@ class ServiceSettings(BaseSettings):
 
     stop_timeout: float = 30.0
     claim_check_threshold: int = 256 * 1024
+    claim_check_retention_days: int = Field(default=14, ge=1)
     prefetch: int = 32
     concurrency: int = 16
     max_attempts: int = 5
     retry_base_delay: float = 0.5
     retry_max_delay: float = 30.0
     db_pool_max: int = 10
+    handled_retention_days: float = Field(default=7.0, gt=0)
 
     queue_metrics: bool = Field(
         default=False, description="Publish the service's queue depth to CloudWatch (ECS)"

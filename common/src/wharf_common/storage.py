@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -76,6 +77,10 @@ class ObjectStore(abc.ABC):
         """True when an object is stored under `key`."""
 
     @abc.abstractmethod
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every object whose key starts with ``prefix/``; return how many."""
+
+    @abc.abstractmethod
     async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
         """Return a URL that lets anyone holding it GET or PUT `key` until it expires."""
 
@@ -134,6 +139,11 @@ class LocalStore(ObjectStore):
     async def exists(self, key: str) -> bool:
         """True when a file is stored under `key`."""
         return await asyncio.to_thread(self.path(key).is_file)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove the directory of `prefix` and its metadata."""
+        path, meta = self.path(prefix), self._meta_path(prefix)
+        return await asyncio.to_thread(_remove_tree, path, meta)
 
     async def content_type(self, key: str) -> str:
         """Return the content type the object was stored with."""
@@ -227,6 +237,15 @@ def _write_object(path: Path, meta: Path, data: bytes, content_type: str) -> Non
     except BaseException:
         _discard_temp(tmp)
         raise
+
+
+def _remove_tree(path: Path, meta: Path) -> int:
+    if not path.is_dir():
+        return 0
+    count = sum(1 for item in path.rglob("*") if item.is_file())
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(meta, ignore_errors=True)
+    return count
 
 
 def _unlink_quietly(*paths: Path) -> None:
@@ -379,6 +398,20 @@ class S3Store(ObjectStore):
                 return False
             raise
         return True
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete the objects under ``prefix/``, a thousand per request."""
+        paginator = self._s3.get_paginator("list_objects_v2")
+        deleted = 0
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=validate_key(prefix) + "/")
+        async for page in pages:
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                await self._s3.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+                deleted += len(keys)
+        return deleted
 
     async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
         """Return a presigned get_object or put_object URL."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -225,7 +225,7 @@ def event_row(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def shipment_row(row: asyncpg.Record) -> dict[str, Any]:
+def shipment_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A shipment as the API shows it."""
     return {
         "id": str(row["id"]),

@@ -171,17 +171,17 @@ class Handlers:
         return await self._shipment(tenant, ShipmentId.model_validate(data).id)
 
     async def _shipment(self, tenant: str, shipment_id: uuid.UUID) -> dict[str, Any]:
-        # One connection for both reads: each release costs the pool a reset.
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT * FROM carrier_ingest.shipments WHERE tenant = $1 AND id = $2",
-                tenant,
-                shipment_id,
-            )
-            if row is None:
-                raise NotFound("no such shipment")
-            events = await self._events(conn, tenant, row["carrier"], row["tracking_number"])
-        return {**shipment_row(row), "events": events}
+        # One round trip: the shipment's columns (renamed) on every row, one event each.
+        rows = await self.pool.fetch(_SHIPMENT_WITH_EVENTS, tenant, shipment_id)
+        if not rows:
+            raise NotFound("no such shipment")
+        shipment = {
+            name[len("shipment_") :]: value
+            for name, value in rows[0].items()
+            if name.startswith("shipment_")
+        }
+        events = [event_row(row) for row in rows if row["event_id"] is not None]
+        return {**shipment_row(shipment), "events": events}
 
     async def tracking_events(self, tenant: str, data: dict[str, Any], env: Envelope) -> Any:
         """Events of one tracking number, claimed by a shipment or not."""
@@ -205,6 +205,19 @@ class Handlers:
             number,
         )
         return [event_row(row) for row in rows]
+
+
+_SHIPMENT_WITH_EVENTS = """
+    SELECT s.id AS shipment_id, s.carrier AS shipment_carrier,
+           s.tracking_number AS shipment_tracking_number, s.reference AS shipment_reference,
+           s.metadata AS shipment_metadata, s.status AS shipment_status,
+           s.status_at AS shipment_status_at, s.created_at AS shipment_created_at, e.*
+    FROM carrier_ingest.shipments s
+    LEFT JOIN carrier_ingest.tracking_events e
+        ON e.tenant = s.tenant AND e.carrier = s.carrier AND e.tracking_number = s.tracking_number
+    WHERE s.tenant = $1 AND s.id = $2
+    ORDER BY e.occurred_at, e.received_at
+"""
 
 
 def _encode_cursor(created_at: datetime, shipment_id: uuid.UUID) -> str:

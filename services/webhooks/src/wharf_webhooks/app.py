@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.resources import files
 from typing import Any
 
@@ -10,10 +11,13 @@ from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
 from wharf_common.runtime import Runtime, ServiceSpec
 from wharf_common.subscriber import Subscriber
-from wharf_webhooks import __version__
+from wharf_webhooks import __version__, sealing
 from wharf_webhooks.delivery import Dispatcher
 from wharf_webhooks.handlers import SCHEMA, Webhooks
+from wharf_webhooks.sealing import DEVELOPMENT_KEY_ENCRYPTION_KEY
 from wharf_webhooks.settings import WebhookSettings
+
+logger = logging.getLogger(__name__)
 
 RPC_QUEUE = "wharf.webhooks.rpc"
 
@@ -39,12 +43,21 @@ async def setup(rt: Runtime) -> None:
     async def dispatch() -> None:
         await service().dispatcher.run()
 
+    async def seal_secrets() -> None:
+        if settings.key_encryption_key.get_secret_value() == DEVELOPMENT_KEY_ENCRYPTION_KEY:
+            logger.warning(
+                "endpoint secrets are sealed with the development key;"
+                " set WHARF_KEY_ENCRYPTION_KEY outside development"
+            )
+        await sealing.reseal(rt.db, service().box)
+
     subscriber = Subscriber("webhooks")
     for name in events.event_types():
         subscriber.on(events.model_for(name))(on_event)
     subscriber.attach(rt)
     rt.serve_rpc(RPC_QUEUE, answer)
     rt.add_task("webhook-dispatcher", dispatch)
+    rt.add_task("seal-endpoint-secrets", seal_secrets)
 
 
 def spec() -> ServiceSpec:

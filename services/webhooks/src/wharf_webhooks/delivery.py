@@ -36,6 +36,7 @@ import asyncpg
 from wharf_common import deadlines
 from wharf_webhooks import __version__, signing
 from wharf_webhooks.addresses import GuardedResolver, RefusedDestination, check_url
+from wharf_webhooks.sealing import SealError, SecretBox
 from wharf_webhooks.settings import WebhookSettings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Dispatcher:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], settings: WebhookSettings) -> None:
         self._pool = pool
         self._settings = settings
+        self._box = SecretBox(settings.sealing_keys())
         self._busy: dict[uuid.UUID, int] = defaultdict(int)
         self._running: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -143,6 +145,9 @@ class Dispatcher:
                 error = f"HTTP {status}"
         except RefusedDestination as exc:
             refused, error = True, f"refused: {exc}"
+        except SealError as exc:
+            # The keys are misconfigured: retried, so fixing them delivers it.
+            error = f"cannot sign: {exc}"
         except aiohttp.ClientConnectorError as exc:
             refused = isinstance(exc.os_error, RefusedDestination)
             error = f"refused: {exc.os_error}" if refused else f"cannot connect: {exc.os_error}"
@@ -174,7 +179,7 @@ class Dispatcher:
             "Wharf-Event-Id": str(row["event_id"]),
             "Wharf-Event-Type": row["type"],
             "Wharf-Delivery-Id": str(row["id"]),
-            signing.SIGNATURE_HEADER: signing.signature(row["secret"], body),
+            signing.SIGNATURE_HEADER: signing.signature(self._box.open(row["secret"]), body),
         }
         timeout = aiohttp.ClientTimeout(total=self._settings.webhook_timeout)
         async with session.post(

@@ -19,6 +19,7 @@ from wharf_webhooks import signing
 from wharf_webhooks.addresses import check_endpoint
 from wharf_webhooks.delivery import Dispatcher, delivery_row
 from wharf_webhooks.models import CreateEndpoint, EndpointId, Replay
+from wharf_webhooks.sealing import SecretBox
 from wharf_webhooks.settings import WebhookSettings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Webhooks:
         self.pool = pool
         self.settings = settings
         self.dispatcher = dispatcher
+        self.box = SecretBox(settings.sealing_keys())
         self._operations: dict[str, Callable[[str, dict[str, Any]], Awaitable[Any]]] = {
             "webhooks.create": self.create,
             "webhooks.list": self.list,
@@ -67,7 +69,7 @@ class Webhooks:
             tenant,
             request.url,
             request.event_types,
-            secret,
+            self.box.seal(secret),
         )
         assert row is not None
         return {**_endpoint(row), "secret": secret}
