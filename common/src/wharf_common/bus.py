@@ -323,6 +323,7 @@ async def _send(
     and each still returns only once confirmed.
     """
     underlay = await channel.get_underlay_channel()
+    assert isinstance(underlay, aiormq.Channel)
     await underlay.basic_publish(
         message.body,
         exchange=exchange,
