@@ -127,6 +127,9 @@ class Consumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._retry_queues: set[str] = set()
+        # Labelled metrics looked up once: each lookup takes a lock.
+        self._handled = MESSAGES.labels(queue, "ok")
+        self._seconds = HANDLE_SECONDS.labels(queue)
 
     @property
     def in_flight(self) -> int:
@@ -215,10 +218,10 @@ class Consumer:
                 await self._retry_or_dead_letter(message, envelope, attempt, exc)
                 return
             finally:
-                HANDLE_SECONDS.labels(self.queue).observe(time.perf_counter() - started)
+                self._seconds.observe(time.perf_counter() - started)
 
             await message.ack()
-            MESSAGES.labels(self.queue, "ok").inc()
+            self._handled.inc()
             logger.info(
                 "handled %s from %s in %.1f ms",
                 envelope.type,
