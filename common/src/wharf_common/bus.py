@@ -29,6 +29,7 @@ from aio_pika.abc import (
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from wharf_common import claimcheck, deadlines
+from wharf_common.amqp import CorkedConnection
 from wharf_common.envelope import CONTENT_TYPE, Envelope
 from wharf_common.errors import ServiceUnavailable
 
@@ -124,6 +125,7 @@ class Bus:
         self._connection = await aio_pika.connect_robust(
             self.url,
             client_properties={"connection_name": self.service},
+            connection_class=CorkedConnection,
         )
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
