@@ -43,6 +43,8 @@ from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
 from wharf_common.queues import fetch_queues, vhost_of
 from wharf_common.testing import DEFAULT_MANAGEMENT_URL
+from wharf_documents.app import spec as documents_spec
+from wharf_documents.context import BACKLOG_QUERY
 from wharf_gateway.models import RenderBatch, RenderDocument
 
 # 2,000 by default; raise them for a longer run.
@@ -162,6 +164,15 @@ async def _depths(vhost: str) -> dict[str, int]:
         + int(queue.get("messages_unacknowledged") or 0)
         for queue in queues
     }
+
+
+def test_every_scaler_counts_the_batch_backlog_through_one_query() -> None:
+    # The query the service publishes for ECS, which `wharf autoscale` runs too
+    # (k8s/tests check that KEDA's postgresql trigger runs the same).
+    spec = service_table(SERVICES)["documents"]
+
+    assert spec.backlog_query == documents_spec().backlog_query == BACKLOG_QUERY
+    assert "documents.backlog" in BACKLOG_QUERY
 
 
 @pytest.mark.slow
