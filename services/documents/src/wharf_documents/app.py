@@ -30,12 +30,12 @@ CONTEXT_KEY: web.AppKey[Context] = web.AppKey("documents", Context)
 
 
 async def setup(rt: Runtime) -> None:
-    """Serve the RPC queue, consume render and bundle commands, relay the outbox, and size
-    batch windows by the consumers of the batch queue.
+    """Serve the RPC queue, consume render and bundle commands, and relay the outbox.
 
     Prefetch and concurrency follow the render workers, so a task never holds
     more rendering work than it can start; see `batches` for the fairness
-    between single documents and batches.
+    between single documents and batches. A background task follows the
+    consumers of the batch queue, which size each batch's window.
     """
     settings = rt.settings
     assert isinstance(settings, DocumentsSettings)
