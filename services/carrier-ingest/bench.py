@@ -133,7 +133,9 @@ class CpuMeter:
     def per(self, count: int) -> str:
         """Milliseconds of CPU per unit of work since the meter started, by process."""
         now = self._sample()
-        this, broker, database = (1000 * (b - a) / count for a, b in zip(self.start, now))
+        this, broker, database = (
+            1000 * (b - a) / count for a, b in zip(self.start, now, strict=True)
+        )
         return f"service {this:.3f} ms, RabbitMQ {broker:.3f} ms, PostgreSQL {database:.3f} ms"
 
 
