@@ -2,16 +2,18 @@
 
 Documents run as ``wharf up`` runs them (``python -m wharf_documents`` under the
 supervisor, one render worker a task, scaled through the control API), and the
-documents arrive as the gateway sends ``POST /v1/documents``: one
-``documents.create_document`` RPC each, for the tenant of the caller. The
-autoscaler sees the backlog on ``wharf.documents.render`` and raises the task
-count; while work remains, a relaxed drain target brings it back to one, so
-the tasks scaled in drain mid-stream. Then every document must be rendered, stored and announced
+work arrives as the gateway sends it: one ``documents.create_document`` RPC per
+document, or one ``documents.create_batch`` RPC for a batch, for the tenant of
+the caller. The autoscaler sees the backlog and raises the task count; while
+work remains, a relaxed drain target brings it back to one, so the tasks scaled
+in drain mid-stream. Then every document must be rendered, stored and announced
 exactly once, and none failed.
 
-Single documents rather than one batch: a batch's items wait in PostgreSQL
-and only a window of them is on the bus, so a batch shows the autoscaler a
-backlog of two per worker however long it is.
+Single documents wait on ``wharf.documents.render``. A batch's items wait in
+PostgreSQL and only a window of them is on the bus, so the autoscaler reads
+them through the service's backlog query (the ``documents.backlog`` view) and
+adds them to the depth of its queues; the window follows the consumers of
+``wharf.documents.render-batch``, so the tasks it adds take batch items too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import collections
 import json
 import os
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -40,12 +43,16 @@ from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
 from wharf_common.queues import fetch_queues, vhost_of
 from wharf_common.testing import DEFAULT_MANAGEMENT_URL
-from wharf_gateway.models import RenderDocument
+from wharf_documents.app import spec as documents_spec
+from wharf_documents.context import BACKLOG_QUERY
+from wharf_gateway.models import RenderBatch, RenderDocument
 
-# 2,000 by default; raise it for a longer run.
+# 2,000 by default; raise them for a longer run.
 DOCUMENTS = int(os.environ.get("WHARF_TEST_AUTOSCALE_DOCUMENTS", "2000"))
+BATCH_ITEMS = int(os.environ.get("WHARF_TEST_AUTOSCALE_BATCH_ITEMS", "2000"))
 RPC_QUEUE = "wharf.documents.rpc"
 RENDER_QUEUE = "wharf.documents.render"
+BATCH_QUEUE = "wharf.documents.render-batch"
 AUDIT_QUEUE = "wharf.autoscale-audit.events"
 LIMITS = {"documents": Limits(1, 3)}
 # A bar as wide as the parcel number: no text, so no font to subset (most of a
@@ -57,6 +64,20 @@ SENDERS = 32
 
 # About two minutes on two cores shared at a load average near 10; the limit leaves room.
 pytestmark = pytest.mark.timeout(240)
+
+
+def _autoscaler(backend: LocalBackend, vhost: str, database_url: str, policy: Policy) -> Autoscaler:
+    """`wharf autoscale` as the command builds it for the documents service."""
+    spec = service_table(SERVICES)["documents"]
+    return Autoscaler(
+        backend,
+        LIMITS,
+        _management_url(),
+        vhost=vhost,
+        policy=policy,
+        database_url=database_url,
+        backlog_queries={spec.name: spec.backlog_query},
+    )
 
 
 def _management_url() -> str:
@@ -145,6 +166,15 @@ async def _depths(vhost: str) -> dict[str, int]:
     }
 
 
+def test_every_scaler_counts_the_batch_backlog_through_one_query() -> None:
+    # The query the service publishes for ECS, which `wharf autoscale` runs too
+    # (k8s/tests check that KEDA's postgresql trigger runs the same).
+    spec = service_table(SERVICES)["documents"]
+
+    assert spec.backlog_query == documents_spec().backlog_query == BACKLOG_QUERY
+    assert "documents.backlog" in BACKLOG_QUERY
+
+
 @pytest.mark.slow
 async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
     documents_stack: tuple[Supervisor, LocalBackend],
@@ -160,7 +190,7 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
     # the fastest rate a task is ever measured at. The long cooldown holds
     # the count while the backlog drains.
     scale_out = Policy(target_seconds=5.0, cooldown=600.0, default_rate=10.0)
-    scaler = Autoscaler(backend, LIMITS, _management_url(), vhost=vhost, policy=scale_out)
+    scaler = _autoscaler(backend, vhost, database_url, scale_out)
     tenant = str(uuid.uuid4())
     announced: collections.Counter[str] = collections.Counter()
 
@@ -192,7 +222,7 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
         # While work remains, a drain target of an hour needs a single task: the
         # autoscaler scales in and the two newest tasks drain mid-stream.
         relaxed = Policy(target_seconds=3600.0, cooldown=0.0, default_rate=10.0)
-        scale_in = Autoscaler(backend, LIMITS, _management_url(), vhost=vhost, policy=relaxed)
+        scale_in = _autoscaler(backend, vhost, database_url, relaxed)
         shrunk = (await scale_in.step())["documents"]
         unfinished_at_scale_in = DOCUMENTS - await _finished(db)
 
@@ -244,6 +274,148 @@ async def test_documents_backlog_scales_out_and_scale_in_loses_no_document(
         assert pdf.startswith(b"%PDF-") and len(pdf) == job["bytes"]
     assert announced == dict.fromkeys(job_ids, 1)
     assert outbox == 0
+
+
+@pytest.mark.slow
+async def test_big_batch_scales_out_and_scale_in_loses_no_item(
+    documents_stack: tuple[Supervisor, LocalBackend],
+    amqp_url: str,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    supervisor, backend = documents_stack
+    home = Home(tmp_path / "wharf")
+    vhost = vhost_of(amqp_url)
+    # As in the test above: at least 10 renders/s a task, so 2,000 items to
+    # drain in 5 s need every task the limits allow; the cooldown holds them.
+    scale_out = Policy(target_seconds=5.0, cooldown=600.0, default_rate=10.0)
+    scaler = _autoscaler(backend, vhost, database_url, scale_out)
+    tenant = str(uuid.uuid4())
+    announced: collections.Counter[str] = collections.Counter()
+    completed: list[dict[str, Any]] = []
+
+    async def audit(delivery: Delivery) -> None:
+        envelope = delivery.envelope
+        if envelope.type == "document.batch.completed":
+            completed.append(envelope.body)
+        else:
+            announced[str(envelope.body["id"])] += 1
+
+    db = await asyncpg.connect(database_url)
+    bus = Bus(amqp_url, service="test")
+    await bus.connect()
+    stop = asyncio.Event()
+    autoscaling = asyncio.create_task(scaler.run(0.5, stop))
+    try:
+        events = ["document.rendered", "document.failed", "document.batch.completed"]
+        await bus.subscribe(AUDIT_QUEUE, events, audit)
+        await _call(bus, tenant, "documents.create_template", {"name": "label", "html": TEMPLATE})
+        items = [{"data": {"n": n}, "filename": f"parcel-{n}.pdf"} for n in range(BATCH_ITEMS)]
+        body = RenderBatch.model_validate({"template": "label", "items": items, "bundle": "zip"})
+        batch = await _call(bus, tenant, "documents.create_batch", body.model_dump(mode="json"))
+        batch_id = uuid.UUID(batch["id"])
+        await _wait_for(_settled_at(supervisor, 3), 60)
+        new_logs = [home.logs / f"documents-{slot}.log" for slot in (2, 3)]
+
+        async def new_tasks_render() -> bool:
+            return all("handled document.render" in log.read_text() for log in new_logs)
+
+        async def window_widened() -> bool:
+            # One task with one worker keeps at most two items of a batch in flight.
+            return await _in_flight(db, batch_id) > 2
+
+        async def half_done() -> bool:
+            return await _batch_finished(db, batch_id) >= BATCH_ITEMS // 2
+
+        await _wait_for(new_tasks_render, 30)
+        await _wait_for(window_widened, 30)
+        await _wait_for(half_done, 150)
+        stop.set()
+        await autoscaling
+        # While items remain, a drain target of an hour needs a single task:
+        # the autoscaler scales in and the two newest tasks drain mid-batch.
+        relaxed = Policy(target_seconds=3600.0, cooldown=0.0, default_rate=10.0)
+        scale_in = _autoscaler(backend, vhost, database_url, relaxed)
+        shrunk = (await scale_in.step())["documents"]
+        unfed_at_scale_in = await db.fetchval("SELECT items FROM documents.backlog")
+
+        async def batch_ended() -> bool:
+            status = await db.fetchval(
+                "SELECT status FROM documents.batches WHERE id = $1", batch_id
+            )
+            return status in ("done", "failed")
+
+        async def all_announced() -> bool:
+            return sum(announced.values()) >= BATCH_ITEMS and len(completed) >= 1
+
+        async def queues_empty() -> bool:
+            depths = await _depths(vhost)
+            return depths[BATCH_QUEUE] == 0 and depths[dead_letter_queue(BATCH_QUEUE)] == 0
+
+        await _wait_for(batch_ended, 150)
+        await _wait_for(_settled_at(supervisor, 1), 60)
+        await _wait_for(all_announced, 30)
+        await _wait_for(queues_empty, 30)
+        settled = (await scaler.step())["documents"]
+        unfed = await db.fetchval("SELECT items FROM documents.backlog")
+        finished = await db.fetchrow(
+            "SELECT status, done, failed, bundle_key FROM documents.batches WHERE id = $1",
+            batch_id,
+        )
+        jobs = await db.fetch(
+            "SELECT id, status, attempts, object_key FROM documents.jobs WHERE batch_id = $1",
+            batch_id,
+        )
+        outbox = await db.fetchval("SELECT count(*) FROM documents.outbox")
+    finally:
+        stop.set()
+        await autoscaling
+        await bus.close()
+        await db.close()
+
+    objects = tmp_path / "objects"
+    stored = {p.relative_to(objects).as_posix() for p in objects.glob(f"{tenant}/documents/*")}
+    drained = [log.read_text() for log in new_logs]
+    stopped_at = max(t for slot in (2, 3) for t in _times(home.logs / f"documents-{slot}.log"))
+    last_render_at = max(_times(home.logs / "documents-1.log", "handled document.render"))
+    with zipfile.ZipFile(objects / finished["bundle_key"]) as bundle:
+        names = bundle.namelist()
+
+    assert (shrunk.count, shrunk.reason.startswith("backlog")) == (1, True)
+    assert unfed_at_scale_in > 0
+    # The remaining task went on rendering after the others began to drain.
+    assert last_render_at > stopped_at
+    for log in drained:
+        assert "draining in-flight work" in log and "documents stopped" in log
+    assert (settled.count, settled.reason) == (1, "steady")
+    # Every item rendered once, stored once, announced once; the batch bundled all of them.
+    assert (finished["status"], finished["done"], finished["failed"]) == ("done", BATCH_ITEMS, 0)
+    assert unfed == 0
+    assert len(jobs) == BATCH_ITEMS
+    assert collections.Counter(job["status"] for job in jobs) == {"done": BATCH_ITEMS}
+    assert {job["attempts"] for job in jobs} == {1}
+    assert {job["object_key"] for job in jobs} == stored
+    assert announced == {str(job["id"]): 1 for job in jobs}
+    assert [(event["id"], event["done"]) for event in completed] == [(str(batch_id), BATCH_ITEMS)]
+    assert sorted(names) == sorted(f"parcel-{n}.pdf" for n in range(BATCH_ITEMS))
+    assert outbox == 0
+
+
+async def _in_flight(db: asyncpg.Connection, batch_id: uuid.UUID) -> int:
+    """Items of the batch on the bus or rendering."""
+    count: int = await db.fetchval(
+        "SELECT count(*) FROM documents.jobs WHERE batch_id = $1"
+        " AND fed AND status IN ('queued', 'rendering')",
+        batch_id,
+    )
+    return count
+
+
+async def _batch_finished(db: asyncpg.Connection, batch_id: uuid.UUID) -> int:
+    count: int = await db.fetchval(
+        "SELECT done + failed FROM documents.batches WHERE id = $1", batch_id
+    )
+    return count
 
 
 def _times(log: Path, message: str = "stopping") -> list[datetime]:

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from wharf_cli.autoscale import Autoscaler, Decision, Limits, Policy, Reading, decide
+from wharf_cli.backend import Backend, ServiceState
 from wharf_cli.home import Home
 from wharf_cli.local import ControlServer, LocalBackend
 from wharf_cli.services import ServiceSpec
@@ -79,6 +80,51 @@ def test_scale_out_ignores_the_cooldown() -> None:
 def test_limits_refuse_min_above_max() -> None:
     with pytest.raises(ValueError, match="bad limits"):
         Limits(3, 2)
+
+
+class _FixedBackend(Backend):
+    """A backend whose services run the counts it was given, and that records each scale."""
+
+    def __init__(self, desired: dict[str, int]) -> None:
+        self.desired = dict(desired)
+
+    async def status(self) -> list[ServiceState]:
+        return [ServiceState(name=name, desired=count) for name, count in self.desired.items()]
+
+    async def scale(self, service: str, count: int) -> ServiceState:
+        self.desired[service] = count
+        return ServiceState(name=service, desired=count)
+
+    async def release(self, service: str) -> ServiceState:
+        return await self.state(service)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_held_backlog_counts_with_the_queues(amqp_url: str, database_url: str) -> None:
+    # No queue of these services exists in the test's vhost: all backlog is held.
+    backend = _FixedBackend({"held": 1, "broken": 2})
+    limits = {"held": LIMITS, "broken": LIMITS}
+    queries = {"held": "SELECT 60", "broken": "SELECT items FROM nowhere.backlog"}
+    scaler = Autoscaler(
+        backend,
+        limits,
+        os.environ.get("WHARF_TEST_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL),
+        vhost=vhost_of(amqp_url),
+        policy=POLICY,
+        database_url=database_url,
+        backlog_queries=queries,
+    )
+
+    decisions = await scaler.step()
+
+    # 60 items at the default 2/s a task, to drain within 10 s: 3 tasks.
+    assert decisions["held"].count == 3
+    assert decisions["held"].reason.startswith("backlog 60")
+    # A query that fails leaves its service as it is rather than scale it in.
+    assert "broken" not in decisions
+    assert backend.desired == {"held": 3, "broken": 2}
 
 
 @pytest.fixture

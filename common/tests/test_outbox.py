@@ -276,3 +276,31 @@ async def test_unordered_relay_postpones_only_the_failed_rows(pool: asyncpg.Pool
     assert sent == 3
     assert [(r["attempts"], r["later"]) for r in rows] == [(1, True), (1, True)]
     assert set(collector.ids) == set(ids[2:])
+
+
+async def test_ordered_relay_awaits_a_batch_of_confirms_together(pool: asyncpg.Pool) -> None:
+    collector = Collector(delay=0.01)
+    ids = await _enqueue_many(pool, 200)
+    relay = OutboxRelay(pool, SCHEMA, collector, batch_size=100)
+
+    started = asyncio.get_running_loop().time()
+    sent = await relay.relay_once()
+    elapsed = asyncio.get_running_loop().time() - started
+
+    assert sent == 200
+    assert collector.ids == ids
+    assert elapsed < 200 * 0.01
+    assert await relay.pending() == 0
+
+
+async def test_ordered_relay_keeps_the_rows_after_a_failed_one(pool: asyncpg.Pool) -> None:
+    collector = Collector(fail_first=2)
+    ids = await _enqueue_many(pool, 5)
+    relay = OutboxRelay(pool, SCHEMA, collector, poll_interval=10)
+
+    sent = await relay.relay_once()
+    rows = await pool.fetch(f"SELECT attempts FROM {SCHEMA}.outbox ORDER BY id")
+
+    assert sent == 0
+    assert [r["attempts"] for r in rows] == [1, 0, 0, 0, 0]
+    assert collector.ids == ids[2:]

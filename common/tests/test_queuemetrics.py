@@ -43,6 +43,13 @@ def test_metric_data_has_depth_and_depth_per_task() -> None:
     assert data[0]["Dimensions"] == [{"Name": "Service", "Value": "documents"}]
 
 
+def test_held_backlog_adds_to_depth_and_depth_per_task() -> None:
+    backlog = Backlog(depth=6, consumers=2, ack_rate=1.5).plus_held(24)
+
+    assert backlog == Backlog(depth=30, consumers=2, ack_rate=1.5, held=24)
+    assert [d["Value"] for d in metric_data("documents", backlog)] == [30.0, 15.0]
+
+
 async def test_depth_reaches_cloudwatch(amqp_url: str, s3_server: str) -> None:
     settings = ServiceSettings(
         amqp_url=amqp_url,
@@ -64,11 +71,18 @@ async def test_depth_reaches_cloudwatch(amqp_url: str, s3_server: str) -> None:
             async with asyncio.timeout(30):
                 while (await publish_once(settings, "sample", cloudwatch)).depth != 7:
                     await asyncio.sleep(0.5)
+            with_held = await publish_once(settings, "sample", cloudwatch, held_items)
             listed = await cloudwatch.list_metrics(
                 Namespace=NAMESPACE, Dimensions=[{"Name": "Service", "Value": "sample"}]
             )
 
+    assert (with_held.depth, with_held.held) == (7 + 5, 5)
     assert {metric["MetricName"] for metric in listed["Metrics"]} == {
         "QueueDepth",
         "QueueDepthPerTask",
     }
+
+
+async def held_items() -> int:
+    """Work held outside the bus, as a service's backlog query would count it."""
+    return 5

@@ -112,6 +112,19 @@ async def test_local_objects_live_under_root_without_leftovers(tmp_path: Path) -
     assert await local.content_type("a/b/c.txt") == "text/plain"
 
 
+async def test_local_small_and_large_objects_read_back_whole(tmp_path: Path) -> None:
+    local = LocalStore(tmp_path, b"key", "http://example")
+    small, large = b"s" * 100, bytes(range(256)) * 1024
+
+    await local.put("t/small.bin", small)
+    await local.put("t/large.bin", large)
+
+    assert await local.get("t/small.bin") == small
+    assert await local.get("t/large.bin") == large
+    with pytest.raises(errors.NotFound):
+        await local.get("t")
+
+
 async def test_local_key_that_is_also_a_prefix_is_a_conflict(tmp_path: Path) -> None:
     local = LocalStore(tmp_path, b"key", "http://example")
     await local.put("a", b"file")

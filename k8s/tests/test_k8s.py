@@ -161,7 +161,7 @@ def test_gateway_scales_on_cpu(built: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize("name", QUEUE_SCALED)
 def test_queue_services_scale_on_ready_plus_unacked(built: list[dict[str, Any]], name: str) -> None:
     scaled = _find(built, "ScaledObject", name)
-    trigger = scaled["spec"]["triggers"][0]
+    [trigger] = [t for t in scaled["spec"]["triggers"] if t["type"] == "rabbitmq"]
     metadata = trigger["metadata"]
     auth = _find(built, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     pattern = re.compile(metadata["queueName"])
@@ -181,6 +181,24 @@ def test_queue_services_scale_on_ready_plus_unacked(built: list[dict[str, Any]],
         assert not pattern.match(other)
     assert auth["spec"]["secretTargetRef"][0]["parameter"] == "host"
     assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+
+
+@pytest.mark.parametrize("spec", [s for s in SERVICES if s.backlog_query], ids=lambda s: s.name)
+def test_held_backlog_scales_through_the_same_query(
+    built: list[dict[str, Any]], spec: ServiceSpec
+) -> None:
+    scaled = _find(built, "ScaledObject", spec.name)
+    triggers = {trigger["type"]: trigger for trigger in scaled["spec"]["triggers"]}
+    postgresql = triggers["postgresql"]
+    auth = _find(built, "TriggerAuthentication", postgresql["authenticationRef"]["name"])
+
+    # The query `wharf autoscale` and the CloudWatch metric run: one definition of backlog.
+    assert postgresql["metadata"]["query"] == spec.backlog_query
+    assert float(postgresql["metadata"]["targetQueryValue"]) > 0
+    assert "rabbitmq" in triggers
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "connection", "name": "wharf-secrets", "key": "database-url"}
+    ]
 
 
 def test_overlay_sets_tags_namespace_and_replicas() -> None:

@@ -6,17 +6,22 @@ measures, in the same run, a bare aio-pika consume-and-ack loop over the
 same number of messages. Sizes come from the environment:
 
     WHARF_BENCH_PAYLOADS=20000 WHARF_BENCH_EVENTS=1 python services/carrier-ingest/bench.py
+
+WHARF_BENCH_PROFILE=FILE also writes a cProfile of the service's stretch to
+FILE (it slows the run; read it with `python -m pstats FILE`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
 import os
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
@@ -37,6 +42,7 @@ DATABASE = os.environ.get(
 )
 MANAGEMENT = os.environ.get("WHARF_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
 AMQP_HOST = os.environ.get("WHARF_TEST_AMQP_HOST", "guest:guest@127.0.0.1:5672")
+PROFILE = os.environ.get("WHARF_BENCH_PROFILE")
 TENANT = str(uuid.uuid4())
 
 
@@ -84,12 +90,53 @@ async def bare_loop(amqp_url: str, prefetch: int) -> float:
         if seen == PAYLOADS:
             done.set()
 
+    meter = CpuMeter()
     started = time.perf_counter()
     await queue.consume(on_message)
     await done.wait()
     elapsed = time.perf_counter() - started
+    print(f"CPU per message of the bare loop: {meter.per(PAYLOADS)}")
     await connection.close()
     return PAYLOADS / elapsed
+
+
+def cpu_seconds(*names: str) -> float:
+    """CPU seconds used so far by every process with one of these command names.
+
+    Read from /proc, so the broker and the database count even though they
+    are other processes; 0 where /proc is not there.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text[text.index("(") + 1 :].partition(") ")
+        if name in names:
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+class CpuMeter:
+    """CPU seconds of this process, RabbitMQ and PostgreSQL over a stretch of work."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        return time.process_time(), cpu_seconds("beam.smp"), cpu_seconds("postgres")
+
+    def per(self, count: int) -> str:
+        """Milliseconds of CPU per unit of work since the meter started, by process."""
+        now = self._sample()
+        this, broker, database = (
+            1000 * (b - a) / count for a, b in zip(self.start, now, strict=True)
+        )
+        return f"service {this:.3f} ms, RabbitMQ {broker:.3f} ms, PostgreSQL {database:.3f} ms"
 
 
 async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[float, float]:
@@ -133,32 +180,44 @@ async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[f
             *(rt.bus.send(PAYLOADS_QUEUE, e) for e in envelopes[start : start + 1000])
         )
 
-    listener = await rt.bus.channel(prefetch=1000)
+    # Status changes collect in a queue of their own and are counted, not
+    # consumed, so that the CPU of this process is the service's alone.
+    listener = await rt.bus.channel()
     changes = await listener.declare_queue(exclusive=True)
     await changes.bind(EVENTS_EXCHANGE, STATUS_CHANGED)
-    published = 0
-    all_published = asyncio.Event()
 
-    async def on_change(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        nonlocal published
-        await message.ack()
-        published += 1
-        if published == PAYLOADS:
-            all_published.set()
-
-    await changes.consume(on_change)
+    profiler = cProfile.Profile() if PROFILE else None
+    meter = CpuMeter()
     started = time.perf_counter()
+    if profiler:
+        profiler.enable()
     await rt.start_work()
     committed = await _until_committed(rt, PAYLOADS * EVENTS, started)
+    published = await _published(listener, changes.name)
     print(f"events committed after {committed:.2f} s; status changes published so far {published}")
-    await asyncio.wait_for(all_published.wait(), timeout=600)
+    async with asyncio.timeout(600):
+        while published < PAYLOADS:
+            await asyncio.sleep(0.05)
+            published = await _published(listener, changes.name)
     elapsed = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(PROFILE)
+    print(f"CPU per payload: {meter.per(PAYLOADS)}")
     stored = await rt.db.fetchval("SELECT count(*) FROM carrier_ingest.tracking_events")
     assert stored == PAYLOADS * EVENTS, stored
     rt.stopping.set()
     await rt.drain()
     await rt.close()
     return stored / elapsed, PAYLOADS / elapsed
+
+
+async def _published(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    # aio-pika remembers a queue's first declaration; ask the broker anew.
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(queue, passive=True)
+    assert declared.message_count is not None
+    return declared.message_count
 
 
 async def _until_committed(rt: Runtime, count: int, started: float) -> float:

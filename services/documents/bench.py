@@ -29,10 +29,10 @@ on the machine comes and goes. --cold K starts K fresh Python processes, as
 many at once as there are workers, that each render one invoice, as a cold
 function would. --memory N renders N documents through the Renderer twice, with
 the default worker recycling and with none, sampling the largest worker's
-resident memory twenty times along the way. Recycling makes that a saw-tooth,
-so memory counts as flat when a straight line fitted through the samples
-climbs less than 5% of the first one (or 5 MiB) over the run; the summary
-gives that climb with and without recycling. The documents are a one-line
+resident memory a hundred times along the way. Recycling makes that a
+saw-tooth, so memory counts as flat when the highest sample of the last
+quarter of the run is less than 5% (or 5 MiB) above the highest of the first
+quarter; the summary gives that climb with and without recycling. The documents are a one-line
 template with one of the invoice's fonts (--memory-template invoice for the
 invoice itself, about ten times slower).
 
@@ -295,11 +295,10 @@ def _database_cpu(database: str) -> float:
 async def _memory(
     request: RenderRequest, count: int, workers: int, max_tasks: int
 ) -> dict[str, float]:
-    """Render `count` times and sample the largest worker's RSS every twentieth of the way."""
+    """Render `count` times and sample the largest worker's RSS every hundredth of the way."""
     settings = DocumentsSettings(render_workers=workers, render_max_tasks_per_worker=max_tasks)
-    step = max(1, count // 20)
+    step = max(1, count // 100)
     samples: list[int] = []
-    ticks: list[int] = []
     pids: set[int] = set()
     due: list[bool] = []
     done = 0
@@ -319,22 +318,21 @@ async def _memory(
             if rss:
                 pids.update(rss)
                 samples.append(max(rss.values()))
-                ticks.append(done)
                 due.clear()
 
         await asyncio.gather(*(one() for _ in range(count)))
     wall = time.perf_counter() - started
     # Recycling makes the largest worker's RSS a saw-tooth, so one sample says
-    # little: the trend of all of them over the run does. Flat: the fitted line
-    # climbs less than 5% of the first sample (or 5 MiB) from first to last render.
-    slope, _ = statistics.linear_regression(ticks, samples)
-    growth = slope * (ticks[-1] - ticks[0])
-    flat = growth <= max(samples[0] * 0.05, 5 * _MIB)
+    # little; the peaks do. A quarter of the run spans several recycles, so
+    # flat means the last quarter's peak is within 5% (or 5 MiB) of the first's.
+    quarter = max(1, len(samples) // 4)
+    growth = max(samples[-quarter:]) - max(samples[:quarter])
+    flat = growth <= max(max(samples[:quarter]) * 0.05, 5 * _MIB)
     recycling = f"recycled every {max_tasks}" if max_tasks else "never recycled"
     print(
         f"{'worker RSS, ' + recycling:<28} first {samples[0] / _MIB:5.0f} MiB, last"
         f" {samples[-1] / _MIB:5.0f} MiB, max {max(samples) / _MIB:5.0f} MiB, trend"
-        f" {growth / _MIB:+.0f} MiB over the run: {'flat' if flat else 'GROWS'}"
+        f" {growth / _MIB:+.0f} MiB peak to peak: {'flat' if flat else 'GROWS'}"
         f"   ({count} renders, {len(samples)} samples, {len(pids)} worker processes,"
         f" {count / wall:.1f} renders/s)"
     )

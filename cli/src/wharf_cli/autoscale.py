@@ -2,8 +2,10 @@
 
 The policy is `decide`, a pure function. Each round the `Autoscaler` reads every
 scaled service's backlog (ready plus unacknowledged messages on its work queues)
-and acknowledgement rate from RabbitMQ's management API, and its task counts
-from the backend, then sets the counts `decide` asks for. Scaling out is
+and acknowledgement rate from RabbitMQ's management API, adds the work a service
+holds outside the bus where it declares a backlog query (the documents service's
+batch items waiting in PostgreSQL), reads its task counts from the backend, then
+sets the counts `decide` asks for. Scaling out is
 immediate; scaling in waits for a cooldown after the last change. A task that
 is scaled in drains first (SIGTERM, then `WHARF_STOP_TIMEOUT` to finish what it
 holds), so no job is lost. On ECS and Kubernetes `scale` pins the native
@@ -21,10 +23,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from wharf_cli.backend import Backend
-from wharf_common.queues import Backlog, backlogs, fetch_queues
+from wharf_common.queues import Backlog, backlogs, fetch_queues, held_backlog
 
 logger = logging.getLogger(__name__)
+
+# Seconds to connect to PostgreSQL for the backlog queries.
+_DATABASE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,8 @@ class Autoscaler:
         vhost: str | None = None,
         policy: Policy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        database_url: str | None = None,
+        backlog_queries: Mapping[str, str] | None = None,
     ) -> None:
         self._backend = backend
         self._limits = dict(limits)
@@ -128,19 +137,33 @@ class Autoscaler:
         self._vhost = vhost
         self._policy = policy or Policy()
         self._clock = clock
+        self._database_url = database_url
+        queries = backlog_queries or {}
+        self._queries = {name: query for name, query in queries.items() if name in self._limits}
         self._memory = {service: _Memory() for service in self._limits}
 
     async def step(self) -> dict[str, Decision]:
-        """One round: read, decide, scale where the count changes."""
+        """One round: read, decide, scale where the count changes.
+
+        A service whose backlog query cannot be answered this round keeps its
+        count: a depth without its held work could scale it in under a load.
+        """
         queues = await fetch_queues(self._management_url, self._vhost)
         found = backlogs(queues, self._limits)
+        held = await self._held()
         states = {state.name: state for state in await self._backend.status()}
         decisions = {}
         for service, limits in self._limits.items():
             state = states.get(service)
             if state is None:
                 continue
-            decision = self._decide(service, limits, found[service], state.desired)
+            backlog = found[service]
+            if service in self._queries:
+                count = held.get(service)
+                if count is None:
+                    continue
+                backlog = backlog.plus_held(count)
+            decision = self._decide(service, limits, backlog, state.desired)
             decisions[service] = decision
             if decision.count != state.desired:
                 logger.info(
@@ -153,6 +176,30 @@ class Autoscaler:
                 await self._backend.scale(service, decision.count)
                 self._memory[service].changed_at = self._clock()
         return decisions
+
+    async def _held(self) -> dict[str, int]:
+        """Work each service with a backlog query holds outside the bus; failures are left out."""
+        if not self._queries:
+            return {}
+        if self._database_url is None:
+            logger.warning("no database to count held backlog of %s", ", ".join(self._queries))
+            return {}
+        try:
+            conn = await asyncpg.connect(self._database_url, timeout=_DATABASE_TIMEOUT)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            logger.warning("held backlog not read: %s", exc)
+            return {}
+        held: dict[str, int] = {}
+        try:
+            for service, query in self._queries.items():
+                try:
+                    held[service] = await held_backlog(conn, query)
+                except asyncpg.PostgresError as exc:
+                    # For instance a service that has not created its schema yet.
+                    logger.warning("held backlog of %s not read: %s", service, exc)
+        finally:
+            await conn.close()
+        return held
 
     def _decide(self, service: str, limits: Limits, backlog: Backlog, desired: int) -> Decision:
         memory = self._memory[service]

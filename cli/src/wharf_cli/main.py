@@ -235,7 +235,13 @@ async def _autoscale(
     policy = Policy(target_seconds=args.target_seconds, cooldown=args.cooldown)
     backend = open_backend(settings, [spec.name for spec in specs], args.backend)
     scaler = Autoscaler(
-        backend, limits, settings.management_url, vhost=vhost_of(settings.amqp_url), policy=policy
+        backend,
+        limits,
+        settings.management_url,
+        vhost=vhost_of(settings.amqp_url),
+        policy=policy,
+        database_url=settings.database_url,
+        backlog_queries={spec.name: spec.backlog_query for spec in specs if spec.backlog_query},
     )
     try:
         if args.once:

@@ -25,6 +25,9 @@ class ServiceSpec:
     shared_http_port: bool = False
     module: str = ""
     command: tuple[str, ...] = ()
+    # SQL answering one count: work the service holds in its tables rather than
+    # on the bus, which `wharf autoscale` adds to the depth of its queues.
+    backlog_query: str = ""
 
     def __post_init__(self) -> None:
         if not self.module:
@@ -39,10 +42,15 @@ class ServiceSpec:
 
 # Each documents task starts one render worker per core, so one task already
 # uses the whole machine; more local tasks would share the cores, not add any.
+# Its batch items wait in PostgreSQL until they are fed to the bus: the view
+# documents.backlog counts them, and KEDA's postgresql trigger (k8s/) and the
+# service's own queue-depth metric (ECS) run the same query.
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("gateway", port=8080, shared_http_port=True),
     ServiceSpec("auth", port=8081),
-    ServiceSpec("documents", port=8082, max_tasks=8),
+    ServiceSpec(
+        "documents", port=8082, max_tasks=8, backlog_query="SELECT items FROM documents.backlog"
+    ),
     ServiceSpec("carrier-ingest", port=8083, max_tasks=8),
     ServiceSpec("log-sink", port=8084),
     ServiceSpec("webhooks", port=8085),
@@ -64,7 +72,7 @@ def load_services(path: Path | None) -> tuple[ServiceSpec, ...]:
 
     Each entry takes the fields of `ServiceSpec`: ``name``, and optionally
     ``default_tasks``, ``port``, ``min_tasks``, ``max_tasks``, ``shared_http_port``,
-    ``module`` or ``command``.
+    ``module``, ``command`` or ``backlog_query``.
     """
     if path is None:
         return SERVICES

@@ -22,7 +22,6 @@ import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
     AbstractRobustConnection,
     DeliveryMode,
     ExchangeType,
@@ -30,6 +29,7 @@ from aio_pika.abc import (
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from wharf_common import claimcheck, deadlines
+from wharf_common.amqp import CorkedConnection
 from wharf_common.envelope import CONTENT_TYPE, Envelope
 from wharf_common.errors import ServiceUnavailable
 
@@ -42,6 +42,12 @@ logger = logging.getLogger(__name__)
 
 EVENTS_EXCHANGE = "wharf.events"
 LOGS_EXCHANGE = "wharf.logs"
+
+# Frames a connection may queue for its writer before a sender has to wait.
+# aiormq's default of 10 lets a busy service's acks and publishes wait on one
+# another: the writer then takes about ten frames per event-loop turn and
+# concurrent publishers on a channel queue behind its lock one turn each.
+WRITE_BUFFER_FRAMES = 4096
 
 # Errors after which publishing is worth another try once the connection is back.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -113,9 +119,13 @@ class Bus:
 
     async def connect(self) -> None:
         """Open the connection and the publishing channel."""
+        # aiormq reads the buffer size from its connection class and offers no
+        # per-connection setting; reconnections read it again.
+        aiormq.Connection.FRAME_BUFFER_SIZE = WRITE_BUFFER_FRAMES
         self._connection = await aio_pika.connect_robust(
             self.url,
             client_properties={"connection_name": self.service},
+            connection_class=CorkedConnection,
         )
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
@@ -234,8 +244,7 @@ class Bus:
         # only a failure pays for the retry machinery.
         if self._connection is None or self._connection.connected.is_set():
             try:
-                exchange = await _exchange(channel, exchange_name)
-                await exchange.publish(message, routing_key, mandatory=mandatory)
+                await _send(channel, exchange_name, routing_key, message, mandatory)
                 return
             except aio_pika.exceptions.PublishError as exc:
                 raise ServiceUnavailable(f"nobody consumes {routing_key!r}") from exc
@@ -251,8 +260,7 @@ class Bus:
                 with attempt:
                     if self._connection is not None:
                         await asyncio.wait_for(self._connection.connected.wait(), budget)
-                    exchange = await _exchange(channel, exchange_name)
-                    await exchange.publish(message, routing_key, mandatory=mandatory)
+                    await _send(channel, exchange_name, routing_key, message, mandatory)
         except aio_pika.exceptions.PublishError as exc:
             raise ServiceUnavailable(f"nobody consumes {routing_key!r}") from exc
         except CONNECTION_ERRORS as exc:
@@ -300,10 +308,32 @@ class Bus:
         self._consumers.append(consumer)
 
 
-async def _exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
-    if name == "":
-        return channel.default_exchange
-    return await channel.get_exchange(name, ensure=False)
+async def _send(
+    channel: AbstractChannel,
+    exchange: str,
+    routing_key: str,
+    message: aio_pika.Message,
+    mandatory: bool,
+) -> None:
+    """Publish on the channel underneath and wait for the broker's confirm only.
+
+    aio-pika's own publish also waits, holding the channel's lock, until the
+    connection's writer has flushed the frames; under load that serialises
+    concurrent publishers at a few event-loop turns each. Without the flush
+    wait the lock is held only while the frames are queued, so many
+    publishes are in flight at once, still in the order they were started,
+    and each still returns only once confirmed.
+    """
+    underlay = await channel.get_underlay_channel()
+    assert isinstance(underlay, aiormq.Channel)
+    await underlay.basic_publish(
+        message.body,
+        exchange=exchange,
+        routing_key=routing_key,
+        properties=message.properties,
+        mandatory=mandatory,
+        wait=False,
+    )
 
 
 def build_message(

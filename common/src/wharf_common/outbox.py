@@ -95,14 +95,19 @@ class OutboxRelay:
     pool, reopened if it drops) and also polls every `poll_interval` seconds in
     case a notification was missed. Rows are claimed with ``FOR UPDATE SKIP
     LOCKED``, so any number of relays, one per task, can share an outbox
-    without publishing a row twice. A failed publish stops the batch and
-    moves that row's next attempt back exponentially (capped at
-    `max_backoff`); later rows may then overtake it. No row is ever dropped.
+    without publishing a row twice.
 
-    With ``ordered=False`` a batch is published concurrently and its confirms
-    are awaited together: rows may reach the broker out of id order, the
-    confirmed ones are deleted and every failed one is postponed as above.
-    Use it where consumers do not rely on the outbox order.
+    A batch is handed to `publish` all at once, in id order, and its confirms
+    are awaited together within `publish_timeout`. A failed publish stops
+    the batch: the rows confirmed before it are deleted, the rows after it
+    stay and go again in a later batch (a consumer may see them twice, never
+    ahead of an earlier row that was confirmed), and the failed row's next
+    attempt moves back exponentially (capped at `max_backoff`); later rows
+    may then overtake it. No row is ever dropped.
+
+    With ``ordered=False`` every confirmed row of a batch is deleted and only
+    the failed ones are postponed, as above. Use it where consumers do not
+    rely on the outbox order.
     """
 
     def __init__(
@@ -215,12 +220,17 @@ class OutboxRelay:
     async def _publish_in_order(
         self, conn: Connection, rows: list[asyncpg.Record]
     ) -> tuple[list[int], bool]:
+        # Every row is handed to `publish` at once, in id order, and the
+        # confirms are awaited together: tasks start in the order they were
+        # created, so a publisher that queues its frames before its first
+        # wait (as the bus does) puts them on the wire in row order. Rows
+        # after a failed one stay in the outbox even if they went out, and
+        # go again, behind it, in a later batch.
+        outcomes = await self._publish_all(rows)
         published: list[int] = []
-        for row in rows:
-            try:
-                await self._publish_row(row)
-            except Exception as error:
-                await self._postpone(conn, row["id"], row["attempts"] + 1, error)
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                await self._postpone(conn, row["id"], row["attempts"] + 1, outcome)
                 return published, True
             published.append(row["id"])
         return published, False
@@ -228,29 +238,48 @@ class OutboxRelay:
     async def _publish_together(
         self, conn: Connection, rows: list[asyncpg.Record]
     ) -> tuple[list[int], bool]:
-        outcomes = await asyncio.gather(
-            *(self._publish_row(row) for row in rows), return_exceptions=True
-        )
+        outcomes = await self._publish_all(rows)
         published: list[int] = []
         failed = False
         for row, outcome in zip(rows, outcomes, strict=True):
-            if isinstance(outcome, asyncio.CancelledError):
-                raise outcome
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, BaseException):
                 failed = True
                 await self._postpone(conn, row["id"], row["attempts"] + 1, outcome)
                 continue
             published.append(row["id"])
         return published, failed
 
+    async def _publish_all(self, rows: list[asyncpg.Record]) -> list[BaseException | None]:
+        """Publish every row concurrently within one timeout; return each row's error or None."""
+        if not rows:
+            return []
+        tasks = [asyncio.ensure_future(self._publish_row(row)) for row in rows]
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await asyncio.wait(tasks)
+        except TimeoutError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        outcomes: list[BaseException | None] = []
+        for task in tasks:
+            if task.cancelled():
+                outcomes.append(TimeoutError("publish not confirmed in time"))
+            else:
+                outcomes.append(task.exception())
+        return outcomes
+
     async def _publish_row(self, row: asyncpg.Record) -> None:
         envelope = Envelope.model_validate_json(row["envelope"])
-        await asyncio.wait_for(
-            self._publish(row["kind"], row["destination"], envelope), self._publish_timeout
-        )
+        await self._publish(row["kind"], row["destination"], envelope)
 
     async def _postpone(
-        self, conn: Connection, row_id: int, attempts: int, error: Exception
+        self, conn: Connection, row_id: int, attempts: int, error: BaseException
     ) -> None:
         delay = backoff(attempts, base=self._poll_interval, cap=self._max_backoff)
         await conn.execute(

@@ -3,17 +3,25 @@
 A service's queues are named ``wharf.<service>.<work>``; ``<queue>.retry.<n>ms``
 delay queues and ``<queue>.dead`` dead letters hang off them. Backlog for
 scaling counts the work queues only: more tasks drain neither of the others.
+
+A service may also hold work outside the bus, as rows it feeds to its queues a
+few at a time (the documents service's batch items). It declares a backlog
+query, one SQL statement answering a single count, and every scaler adds that
+count to the queue depth: more tasks drain that work too.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
+
+if TYPE_CHECKING:
+    import asyncpg
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +31,26 @@ _COLUMNS = "name,messages_ready,messages_unacknowledged,consumers,message_stats.
 
 @dataclass(frozen=True)
 class Backlog:
-    """A service's work queues summed: messages waiting or held, consumers, acks per second."""
+    """A service's work queues summed: messages waiting or held, consumers, acks per second.
+
+    `held` is the part of `depth` that waits in the service's tables rather
+    than on the bus (see `held_backlog`).
+    """
 
     depth: int = 0
     consumers: int = 0
     ack_rate: float = 0.0
+    held: int = 0
+
+    def plus_held(self, count: int) -> Backlog:
+        """This backlog with `count` items held outside the bus added to its depth."""
+        return replace(self, depth=self.depth + count, held=self.held + count)
+
+
+async def held_backlog(db: asyncpg.Pool | asyncpg.Connection, query: str) -> int:
+    """The work a service holds outside the bus, as its backlog query counts it."""
+    count = await db.fetchval(query)
+    return int(count or 0)
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:

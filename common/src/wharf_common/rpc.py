@@ -23,6 +23,7 @@ from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from wharf_common import claimcheck, deadlines
+from wharf_common.consumer import ack
 from wharf_common.envelope import Envelope
 from wharf_common.errors import (
     ClientError,
@@ -188,7 +189,7 @@ class RpcServer:
         finally:
             self._in_flight.discard(task)
             with contextlib.suppress(Exception):
-                await message.ack()
+                await ack(message)
 
     async def _answer(self, message: AbstractIncomingMessage) -> None:
         if not message.reply_to:

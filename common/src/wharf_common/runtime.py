@@ -42,6 +42,7 @@ from wharf_common.consumer import Consumer, Handler
 from wharf_common.envelope import Envelope
 from wharf_common.http import request_middleware
 from wharf_common.queuemetrics import publish_forever
+from wharf_common.queues import held_backlog
 from wharf_common.settings import ServiceSettings
 from wharf_common.storage import ObjectStore, open_store
 
@@ -74,6 +75,9 @@ class ServiceSpec:
     uses_storage: bool = True
     ship_logs: bool = True
     extra_ready_checks: list[Callable[[], bool]] = field(default_factory=list)
+    # SQL counting work the service holds in its tables rather than on the bus;
+    # the queue depth it publishes for scaling includes that count.
+    backlog_query: str | None = None
 
 
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime")
@@ -145,6 +149,12 @@ class Runtime:
             return await rpc.serve(self.bus, queue, handler, **options)
 
         self._starters.append(start)
+
+    async def held_backlog(self) -> int:
+        """Work the service holds outside the bus, by its backlog query; 0 without one."""
+        if self.spec.backlog_query is None:
+            return 0
+        return await held_backlog(self.db, self.spec.backlog_query)
 
     def add_task(self, name: str, factory: Task) -> None:
         """Run a background coroutine (a relay, a periodic job) while the service runs."""
@@ -373,7 +383,8 @@ async def serve(spec: ServiceSpec, settings: ServiceSettings) -> int:
     rt.app.add_routes(_probe_routes())
     await spec.setup(rt)
     if settings.queue_metrics:
-        rt.add_task("queue-metrics", functools.partial(publish_forever, settings, spec.name))
+        held = rt.held_backlog if spec.backlog_query else None
+        rt.add_task("queue-metrics", functools.partial(publish_forever, settings, spec.name, held))
 
     runner = web.AppRunner(rt.app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -40,6 +40,7 @@ _MAX_KEY_LENGTH = 1024
 _KEY_PART = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*")
 _META_DIR = ".meta"
 _CHUNK = 256 * 1024
+_INLINE_READ = 64 * 1024
 
 
 def validate_key(key: str) -> str:
@@ -127,9 +128,12 @@ class LocalStore(ObjectStore):
         """Return the object's bytes; raise NotFound when there is none."""
         path = self.path(key)
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            data = _read_if_small(path)
+            if data is None:
+                data = await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise errors.NotFound(f"no object {key!r}") from None
+        return data
 
     async def delete(self, key: str) -> None:
         """Remove the object and its metadata, if present."""
@@ -227,6 +231,19 @@ def _discard_temp(tmp: IO[bytes]) -> None:
     tmp.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp.name)
+
+
+def _read_if_small(path: Path) -> bytes | None:
+    """The file's bytes if it holds at most `_INLINE_READ`, else None.
+
+    Reading a small local file takes microseconds, far less than handing the
+    read to a worker thread and back, so it happens on the event loop; larger
+    files are left to a thread.
+    """
+    with path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size > _INLINE_READ:
+            return None
+        return file.read()
 
 
 def _write_object(path: Path, meta: Path, data: bytes, content_type: str) -> None:

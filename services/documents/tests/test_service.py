@@ -21,8 +21,10 @@ import pytest
 from pypdf import PdfReader
 
 from wharf_common.bus import EVENTS_EXCHANGE
-from wharf_common.testing import Running
+from wharf_common.testing import Running, StartService
 from wharf_documents.app import CONTEXT_KEY
+from wharf_documents.app import spec as documents_spec
+from wharf_documents.settings import DocumentsSettings
 
 Stack = Callable[..., Awaitable[tuple[Running, Running]]]
 
@@ -409,6 +411,50 @@ async def test_big_batch_does_not_hold_up_another_tenants_document(
         uuid.UUID(batch["id"]),
     )
     assert pending > 100
+    # What every scaler adds to the queue depth: the items not yet on the bus.
+    assert 0 < await documents.runtime.held_backlog() <= pending
+
+
+async def test_batch_window_follows_the_tasks_and_keeps_fairness(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    start_service: StartService,
+    documents_settings: DocumentsSettings,
+) -> None:
+    changes = {"render_workers": 1, "batch_window": 2}
+    gateway, documents = await stack(**changes)
+    second = await start_service(documents_spec(), documents_settings.model_copy(update=changes))
+    busy = await signup(http, gateway.url, "a@example.com")
+    other = await signup(http, gateway.url, "b@example.com")
+    slow = "{% for i in range(400) %}<p>line {{ i }} of item {{ n }}</p>{% endfor %}"
+    await busy.upload("long", html=slow)
+    await other.upload("short", html="<p>hello</p>")
+    items = [{"data": {"n": n}} for n in range(200)]
+    batch = await busy.request(
+        "POST", "/v1/document-batches", json={"template": "long", "items": items}, expect=202
+    )
+    batch_id = uuid.UUID(batch["id"])
+    in_flight = (
+        "SELECT count(*) FROM documents.jobs WHERE batch_id = $1"
+        " AND fed AND status IN ('queued', 'rendering')"
+    )
+    windows = [r.runtime.app[CONTEXT_KEY].window for r in (documents, second)]
+
+    # Two consumers of the batch queue: each task tops the window up to 2 x 2,
+    # more than one task alone ever keeps in flight.
+    async with asyncio.timeout(30):
+        while [window.target for window in windows] != [4, 4]:
+            await asyncio.sleep(0.1)
+        while await documents.runtime.db.fetchval(in_flight, batch_id) <= 2:
+            await asyncio.sleep(0.1)
+    job = await other.render(template="short")
+    done = await other.wait(f"/v1/documents/{job['id']}", timeout=30)
+    progress = await busy.request("GET", f"/v1/document-batches/{batch['id']}", expect=200)
+
+    assert done["status"] == "done"
+    # The single document did not wait for the batch to end.
+    assert progress["status"] == "rendering"
+    assert progress["done"] < 200
 
 
 async def test_a_worker_killed_mid_render_is_retried(

@@ -63,14 +63,13 @@ class CarrierIngest:
             await self.rt.bus.send(destination, envelope)
 
     async def relay(self) -> None:
-        """Relay the outbox until the service stops."""
+        """Relay the outbox until the service stops, in order: a shipment's changes never swap."""
         relay = outbox.OutboxRelay(
             self.rt.db,
             SCHEMA,
             self.publish,
             batch_size=self.settings.outbox_batch_size,
             poll_interval=self.settings.outbox_poll_interval,
-            ordered=False,
         )
         relay.start()
         try:

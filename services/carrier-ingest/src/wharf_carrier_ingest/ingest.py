@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +21,7 @@ from .attach import Attacher, Attachment
 from .db import IngestRecord, StatusChange, record_ingests
 from .errors import InvalidPayload, UnknownCarrier
 from .models import ParseResult
+from .parsing import AdapterRunner, AdapterTimeout
 from .registry import parse
 from .settings import CarrierIngestSettings
 
@@ -48,9 +47,9 @@ class PayloadReceived(BaseModel):
 class Ingestor:
     """Translates one stored payload and attaches its events in a single transaction.
 
-    The adapter runs in a worker thread under `parse_timeout`. A thread cannot
-    be killed, so at the deadline the payload is dead-lettered and the pool is
-    replaced: later payloads get fresh threads while the hung one runs out.
+    The adapter runs in a worker thread under `parse_timeout` (see
+    `parsing.AdapterRunner`); a payload whose adapter runs past it is
+    dead-lettered.
     """
 
     def __init__(
@@ -59,16 +58,15 @@ class Ingestor:
         self.settings = settings
         self.pool = pool
         self.store = store
-        self._executor = self._new_executor()
+        self.adapters: AdapterRunner[ParseResult] = AdapterRunner(
+            settings.parse_threads, lambda: self.settings.parse_timeout
+        )
         self.attacher = Attacher(pool, writers=settings.attach_writers)
-
-    def _new_executor(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(self.settings.parse_threads, thread_name_prefix="carrier-parse")
 
     async def close(self) -> None:
         """Stop attaching and release the parse threads (a hung one finishes on its own)."""
         await self.attacher.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.adapters.close()
 
     async def handle(self, delivery: Delivery) -> None:
         """Consumer handler of `PAYLOADS_QUEUE`."""
@@ -102,14 +100,10 @@ class Ingestor:
             tracking_number=ingest.tracking_number,
             zone_overrides=self.settings.carrier_zones or None,
         )
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.settings.parse_timeout):
-                return await loop.run_in_executor(self._executor, call)
-        except TimeoutError:
+            return await self.adapters.run(call)
+        except AdapterTimeout:
             logger.warning("the %s adapter hung; replacing its threads", ingest.carrier)
-            self._executor.shutdown(wait=False, cancel_futures=False)
-            self._executor = self._new_executor()
             raise InvalidMessage(
                 f"{ingest.carrier}: parse deadline of {self.settings.parse_timeout:g} s"
                 f" exceeded; payload {ingest.payload_ref}"

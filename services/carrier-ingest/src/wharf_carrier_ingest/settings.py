@@ -32,7 +32,11 @@ class CarrierIngestSettings(ServiceSettings):
         description="Carrier name to IANA zone for local times a payload cannot place",
     )
     parse_timeout: float = Field(default=10.0, gt=0, description="Budget of one adapter run")
-    parse_threads: int = Field(default=4, ge=1)
+    parse_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Adapter threads (a hung adapter is set aside, so one is enough)",
+    )
     carrier_ftp: dict[str, FtpServer] = Field(
         default_factory=dict, description="Carrier name to the FTP server holding its documents"
     )

@@ -14,6 +14,7 @@ from wharf_common.outbox import OutboxRelay
 from wharf_common.runtime import Runtime, ServiceSpec
 from wharf_documents import __version__, batches, handlers, jobs
 from wharf_documents.context import (
+    BACKLOG_QUERY,
     BATCH_QUEUE,
     BUNDLE_QUEUE,
     RENDER_QUEUE,
@@ -23,6 +24,7 @@ from wharf_documents.context import (
 )
 from wharf_documents.render import Renderer
 from wharf_documents.settings import DocumentsSettings
+from wharf_documents.window import REFRESH_SECONDS, ConsumerCount
 
 CONTEXT_KEY: web.AppKey[Context] = web.AppKey("documents", Context)
 
@@ -32,7 +34,8 @@ async def setup(rt: Runtime) -> None:
 
     Prefetch and concurrency follow the render workers, so a task never holds
     much more rendering work than it can start; see `batches` for the fairness
-    between single documents and batches.
+    between single documents and batches. A background task follows the
+    consumers of the batch queue, which size each batch's window.
     """
     settings = rt.settings
     assert isinstance(settings, DocumentsSettings)
@@ -76,12 +79,16 @@ async def setup(rt: Runtime) -> None:
             await relay.relay_once()
             await relay.stop()
 
+    async def follow_consumers() -> None:
+        await ctx.window.follow(ConsumerCount(rt.bus, BATCH_QUEUE), REFRESH_SECONDS)
+
     rt.serve_rpc(RPC_QUEUE, rpc)
     singles, batch = ctx.handlers(workers), ctx.handlers(ctx.batch_concurrency)
     rt.consume(RENDER_QUEUE, render, prefetch=singles, concurrency=singles, on_dead=render_dead)
     rt.consume(BATCH_QUEUE, render, prefetch=batch, concurrency=batch, on_dead=render_dead)
     rt.consume(BUNDLE_QUEUE, bundle, prefetch=1, concurrency=1, on_dead=bundle_dead)
     rt.add_task("outbox", start_relay)
+    rt.add_task("batch-window", follow_consumers)
     rt.on_stop(ctx.renderer.close)
     rt.on_stop(stop_relay)
 
@@ -94,4 +101,5 @@ def spec() -> ServiceSpec:
         setup=setup,
         schema=SCHEMA,
         migrations=files("wharf_documents") / "migrations",
+        backlog_query=BACKLOG_QUERY,
     )

@@ -13,12 +13,19 @@ comes from what this service puts on the bus and how it consumes it:
   workers free and a single document does not wait at all, at the cost of
   batch throughput.
 - A batch never floods the bus. Its items are rows in ``jobs``; only a
-  window of them (``batch_window``, default four per worker) is on the bus
-  at a time, and each item that finishes feeds the next one, in the same
-  transaction that records it. Two batches from different tenants
-  therefore share the batch queue in turns instead of one waiting behind
-  the other's 10,000 items, and memory stays flat: prefetch is bounded
-  by the workers and the rest waits in PostgreSQL.
+  window of them is on the bus or rendering at a time, and each item that
+  finishes tops the window up, in the same transaction that records it.
+  Two batches from different tenants therefore share the batch queue in
+  turns instead of one waiting behind the other's 10,000 items, and memory
+  stays flat: prefetch is bounded by the workers and the rest waits in
+  PostgreSQL.
+
+Scaling. The window follows the tasks that drain it (`window.BatchWindow`:
+``batch_window`` items, default four per worker, for each consumer of the
+batch queue), so a batch speeds up when tasks are added, and after a
+scale-in the excess drains without refill. The items still waiting are
+visible to every scaler through the ``documents.backlog`` view, which they
+add to the queue depth.
 
 When the last item is done or failed, a bundle command makes the zip or
 merged PDF, stores it, and publishes ``document.batch.completed``.
@@ -98,13 +105,15 @@ async def create(ctx: Context, tenant: str, correlation_id: str, body: NewBatch)
                 for seq, item in enumerate(items)
             ],
         )
-        await feed(conn, batch_id, ctx.batch_window)
+        await feed(conn, batch_id, ctx.window.target)
     logger.info("accepted batch %s of %d items", batch_id, len(items))
     return await get(ctx, tenant, batch_id)
 
 
 async def feed(conn: Connection, batch_id: uuid.UUID, count: int) -> int:
     """Put the next `count` unfed items of the batch on the bus; return how many went."""
+    if count <= 0:
+        return 0
     rows = await conn.fetch(
         f"UPDATE {SCHEMA}.jobs SET fed = true WHERE id IN ("
         f" SELECT id FROM {SCHEMA}.jobs WHERE batch_id = $1 AND NOT fed"
@@ -120,7 +129,12 @@ async def feed(conn: Connection, batch_id: uuid.UUID, count: int) -> int:
 
 
 async def item_finished(ctx: Context, conn: Connection, batch_id: uuid.UUID, *, ok: bool) -> None:
-    """Count a finished item, feed the next, and start the bundle after the last one."""
+    """Count a finished item, top the window up, and start the bundle after the last one.
+
+    The update locks the batch row until the transaction ends, so the items
+    of one batch finishing at once are counted one after the other, and
+    each sees the items the one before fed.
+    """
     batch = await conn.fetchrow(
         f"UPDATE {SCHEMA}.batches SET done = done + $2, failed = failed + $3 WHERE id = $1"
         " RETURNING id, tenant, total, done, failed, status",
@@ -130,7 +144,12 @@ async def item_finished(ctx: Context, conn: Connection, batch_id: uuid.UUID, *, 
     )
     if batch is None:
         return
-    await feed(conn, batch_id, 1)
+    in_flight = await conn.fetchval(
+        f"SELECT count(*) FROM {SCHEMA}.jobs WHERE batch_id = $1"
+        " AND fed AND status IN ('queued', 'rendering')",
+        batch_id,
+    )
+    await feed(conn, batch_id, ctx.window.shortfall(in_flight))
     if batch["done"] + batch["failed"] < batch["total"] or batch["status"] != "rendering":
         return
     if batch["done"] == 0:

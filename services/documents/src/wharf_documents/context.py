@@ -9,6 +9,7 @@ from wharf_common.runtime import Runtime
 from wharf_documents.gate import RenderGate
 from wharf_documents.render import Renderer
 from wharf_documents.settings import DocumentsSettings
+from wharf_documents.window import BatchWindow
 
 if TYPE_CHECKING:
     import asyncpg
@@ -21,6 +22,9 @@ RPC_QUEUE = "wharf.documents.rpc"
 RENDER_QUEUE = "wharf.documents.render"
 BATCH_QUEUE = "wharf.documents.render-batch"
 BUNDLE_QUEUE = "wharf.documents.bundle"
+# Batch items not yet on the bus; every scaler adds them to the queue depth
+# (the view is in migrations/002_batch_backlog.sql).
+BACKLOG_QUERY = f"SELECT items FROM {SCHEMA}.backlog"
 
 
 @dataclass
@@ -32,12 +36,14 @@ class Context:
     renderer: Renderer
     templates: TemplateCache = field(init=False)
     gate: RenderGate = field(init=False)
+    window: BatchWindow = field(init=False)
 
     def __post_init__(self) -> None:
         from wharf_documents.templates import TemplateCache
 
         self.templates = TemplateCache(self, self.settings.template_cache_size)
         self.gate = RenderGate(self.workers, self.batch_concurrency)
+        self.window = BatchWindow(self.settings.batch_window or 2 * self.handlers(self.workers))
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -58,11 +64,6 @@ class Context:
     def batch_concurrency(self) -> int:
         """Batch items rendered at once: the workers less those kept for single documents."""
         return max(1, self.workers - self.settings.reserved_workers)
-
-    @property
-    def batch_window(self) -> int:
-        """Items of one batch on the bus at once: what two tasks' handlers hold."""
-        return self.settings.batch_window or 2 * self.handlers(self.workers)
 
     @staticmethod
     def handlers(slots: int) -> int:

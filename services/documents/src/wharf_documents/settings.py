@@ -39,7 +39,10 @@ class DocumentsSettings(ServiceSettings):
         "single document still goes first but may wait for one batch render to end",
     )
     batch_window: int | None = Field(
-        default=None, ge=1, description="Items of one batch on the bus at once; default 4x workers"
+        default=None,
+        ge=1,
+        description="Items of one batch in flight per task consuming batch items; "
+        "default 4x workers",
     )
     batch_max_items: int = Field(default=10_000, ge=1)
     max_upload_bytes: int = 25 * _MIB

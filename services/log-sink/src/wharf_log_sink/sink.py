@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from wharf_common import claimcheck, deadlines
 from wharf_common.bus import LOGS_EXCHANGE, command_queue_arguments, dead_letter_queue
-from wharf_common.consumer import DEAD_AT_HEADER, QUEUE_HEADER, REASON_HEADER
+from wharf_common.consumer import DEAD_AT_HEADER, QUEUE_HEADER, REASON_HEADER, ack
 from wharf_common.envelope import Envelope
 from wharf_common.logs import LOG_QUEUE
 from wharf_log_sink import metrics
@@ -285,7 +285,7 @@ class LogSink:
 
 async def _ack(message: AbstractIncomingMessage) -> None:
     try:
-        await message.ack()
+        await ack(message)
     except Exception as exc:
         # The channel closed under us: the broker redelivers, and the write is idempotent.
         logger.warning("could not acknowledge a log message: %r", exc)
