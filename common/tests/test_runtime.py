@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -16,6 +17,9 @@ import pytest
 
 from wharf_common.bus import Bus
 from wharf_common.envelope import Envelope
+from wharf_common.runtime import Runtime, ServiceSpec
+from wharf_common.settings import ServiceSettings
+from wharf_common.testing import running
 
 HERE = Path(__file__).parent
 QUEUE = "wharf.sample.work"
@@ -160,3 +164,27 @@ async def test_start_line_has_version_and_no_secrets(
     output = await asyncio.to_thread(Path(task.log.name).read_text)
     assert "starting sample 0" in output
     assert "very-secret-value" not in output
+
+
+async def test_a_started_service_freezes_its_startup_heap_until_it_closes(
+    amqp_url: str, database_url: str, tmp_path: Path
+) -> None:
+    async def setup(rt: Runtime) -> None:
+        pass
+
+    spec = ServiceSpec(name="frozen", version="0", setup=setup, ship_logs=False)
+    settings = ServiceSettings(
+        amqp_url=amqp_url,
+        database_url=database_url,
+        storage_url=f"file://{tmp_path}/objects",
+        http_port=0,
+        gc_threshold=12_345,
+    )
+    before = gc.get_threshold()
+    try:
+        async with running(spec, settings):
+            assert gc.get_threshold()[0] == 12_345
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)

@@ -46,6 +46,11 @@ class ServiceSettings(BaseSettings):
     retry_max_delay: float = 30.0
     db_pool_max: int = 10
     handled_retention_days: float = Field(default=7.0, gt=0)
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=1,
+        description="Allocations between collections of the youngest garbage-collector generation",
+    )
 
     queue_metrics: bool = Field(
         default=False, description="Publish the service's queue depth to CloudWatch (ECS)"
