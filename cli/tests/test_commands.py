@@ -50,12 +50,15 @@ async def database() -> AsyncIterator[str]:
 
 @pytest.fixture
 def env(tmp_path: Path, database: str) -> dict[str, str]:
-    """The environment of a wharf command: a private home and two fake services."""
+    """The environment of a wharf command: a private home and two fake services.
+
+    ``back`` runs 1 to 3 tasks.
+    """
     services = tmp_path / "services.toml"
     command = json.dumps([sys.executable, str(FAKE_SERVICE)])
     services.write_text(
         f'[[service]]\nname = "front"\nshared_http_port = true\ncommand = {command}\n\n'
-        f'[[service]]\nname = "back"\ncommand = {command}\n'
+        f'[[service]]\nname = "back"\nmax_tasks = 3\ncommand = {command}\n'
     )
     clean = {key: value for key, value in os.environ.items() if not key.startswith("WHARF_")}
     return clean | {
@@ -117,6 +120,13 @@ def test_up_detach_scale_status_down(wharf: Wharf, database: str, env: dict[str,
     assert "drained" in (logs / "back-3.log").read_text()
     assert "drained" in (logs / "back-2.log").read_text()
 
+    refused = wharf("scale", "back", "0")
+    assert refused.returncode == 2
+    assert _counts(_status(wharf))["back"] == (1, 1, 1)
+    forced = wharf("scale", "back", "0", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert _counts(_status(wharf))["back"] == (0, 0, 0)
+
     pids = [task["pid"] for service in status["services"] for task in service["tasks"]]
     down = wharf("down")
     assert down.returncode == 0, down.stderr
@@ -175,6 +185,36 @@ def test_status_and_scale_without_a_stack_say_so(wharf: Wharf) -> None:
     assert "no Wharf stack is running" in status.stderr
     assert scale.returncode == 1
     assert "no Wharf stack is running" in scale.stderr
+
+
+def test_scale_keeps_to_the_service_range_unless_forced(wharf: Wharf) -> None:
+    above = wharf("scale", "back", "4")
+    below = wharf("scale", "front", "0")
+    forced = wharf("scale", "back", "4", "--force")
+    negative = wharf("scale", "back", "-1", "--force")
+    release = wharf("scale", "back", "--release", "--force")
+
+    assert above.returncode == 2
+    assert "back runs 1 to 3 tasks" in above.stderr
+    assert "--force" in above.stderr
+    assert below.returncode == 2
+    assert "front runs 1 to 1000 tasks" in below.stderr
+    # Forced past the range, it reaches the backend, which finds no stack.
+    assert forced.returncode == 1
+    assert "no Wharf stack is running" in forced.stderr
+    assert negative.returncode == 2
+    assert "cannot be negative" in negative.stderr
+    assert release.returncode == 2
+
+
+def test_a_services_table_with_a_bad_task_range_is_refused(wharf: Wharf, tmp_path: Path) -> None:
+    table = tmp_path / "bad.toml"
+    table.write_text('[[service]]\nname = "back"\nmin_tasks = 4\nmax_tasks = 2\n')
+
+    result = wharf("status", WHARF_SERVICES_FILE=str(table))
+
+    assert result.returncode == 2
+    assert "service 'back': bad task range 4 to 2" in result.stderr
 
 
 def test_down_without_a_stack_is_harmless(wharf: Wharf) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -14,7 +15,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from wharf_common import errors
-from wharf_common.storage import LocalStore, ObjectStore, S3Store, object_routes, open_store
+from wharf_common.storage import (
+    LocalStore,
+    ObjectStore,
+    S3Store,
+    SignedUpload,
+    object_routes,
+    open_store,
+)
 
 SIGNING_KEY = "test-signing-key"
 MIB = 1024 * 1024
@@ -47,11 +55,11 @@ def _free_port() -> int:
 
 @pytest_asyncio.fixture
 async def served(tmp_path: Path) -> AsyncIterator[LocalStore]:
-    """A LocalStore served by a real aiohttp server; uploads capped at 2 MiB."""
+    """A LocalStore served by a real aiohttp server."""
     port = _free_port()
     local = LocalStore(tmp_path / "objects", SIGNING_KEY.encode(), f"http://127.0.0.1:{port}/")
     app = web.Application()
-    app.add_routes(object_routes(local, max_upload_size=2 * MIB))
+    app.add_routes(object_routes(local))
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     yield local
@@ -159,12 +167,13 @@ async def test_open_store_rejects_unknown_scheme() -> None:
 
 async def test_local_signed_put_then_get_over_http(served: LocalStore) -> None:
     blob = os.urandom(MIB)
-    put_url = await served.signed_url("docs/a.pdf", method="PUT", expires_in=60)
+    upload = await served.signed_upload(
+        "docs/a.pdf", size=len(blob), content_type="application/pdf", expires_in=60
+    )
     get_url = await served.signed_url("docs/a.pdf")
 
     async with aiohttp.ClientSession() as http:
-        headers = {"Content-Type": "application/pdf"}
-        async with http.put(put_url, data=blob, headers=headers) as response:
+        async with http.put(upload.url, data=blob, headers=upload.headers) as response:
             assert response.status == 200
         async with http.get(get_url) as response:
             assert response.status == 200
@@ -192,6 +201,7 @@ async def test_local_tampered_or_expired_signature_is_forbidden(served: LocalSto
     tampered = good[:-4] + ("0000" if not good.endswith("0000") else "1111")
     other_key = good.replace("docs/b.txt", "docs/c.txt")
     later = good.replace("expires=", "expires=9")
+    as_upload = good.replace("method=GET", "method=PUT") + "&size=9&type=text%2Fplain"
 
     async with aiohttp.ClientSession() as http:
         async with http.get(good) as response:
@@ -200,58 +210,181 @@ async def test_local_tampered_or_expired_signature_is_forbidden(served: LocalSto
             async with http.get(url) as response:
                 assert response.status == 403, url
                 assert response.content_type == "application/problem+json"
-        async with http.put(good, data=b"overwrite") as response:
-            assert response.status == 403
+        for url in (good, as_upload):
+            headers = {"Content-Type": "text/plain"}
+            async with http.put(url, data=b"overwrite", headers=headers) as response:
+                assert response.status == 403
 
     assert await served.get("docs/b.txt") == b"secret"
 
 
-async def test_local_signed_upload_above_cap_is_rejected(served: LocalStore) -> None:
-    url = await served.signed_url("big/upload.bin", method="PUT")
+async def _put(url: str, body: object, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as http, http.put(url, data=body, headers=headers) as r:
+        assert r.content_type == "application/problem+json" or r.status == 200
+        return r.status, await r.json() if r.status != 200 else {}
 
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(3):
-            yield os.urandom(MIB)
 
-    async with aiohttp.ClientSession() as http, http.put(url, data=body()) as response:
-        assert response.status == 413
+def _leftovers(store: LocalStore) -> list[Path]:
+    return [p for p in store.root.rglob("*") if p.is_file()]
 
-    assert not await served.exists("big/upload.bin")
-    assert not [p for p in served.root.rglob("*") if p.is_file()]
+
+async def test_local_upload_takes_exactly_its_signed_size(served: LocalStore) -> None:
+    upload = await served.signed_upload("t/ten.json", size=10, content_type="application/json")
+
+    longer = await _put(upload.url, b"x" * 16, upload.headers)
+    shorter = await _put(upload.url, b"x" * 4, upload.headers)
+
+    assert longer[0] == 413 and "takes 10 bytes, not 16" in str(longer[1]["detail"])
+    assert shorter[0] == 400 and "takes 10 bytes, not 4" in str(shorter[1]["detail"])
+    assert not await served.exists("t/ten.json")
+    assert not _leftovers(served)
+
+
+async def test_local_chunked_upload_stops_at_its_signed_size(served: LocalStore) -> None:
+    upload = await served.signed_upload("big/upload.bin", size=MIB, content_type="a/b")
+
+    async def body(chunks: int) -> AsyncIterator[bytes]:
+        for _ in range(chunks):
+            yield os.urandom(MIB // 2)
+
+    too_long = await _put(upload.url, body(40), upload.headers)
+    too_short = await _put(upload.url, body(1), upload.headers)
+    exact = await _put(upload.url, body(2), upload.headers)
+
+    assert (too_long[0], too_short[0], exact[0]) == (413, 400, 200)
+    assert len(await served.get("big/upload.bin")) == MIB
+    assert [p.name for p in _leftovers(served)] == ["upload.bin", "upload.bin"]
+
+
+async def test_local_upload_takes_only_its_signed_content_type(served: LocalStore) -> None:
+    upload = await served.signed_upload("t/data", size=2, content_type="application/json")
+
+    html = await _put(upload.url, b"{}", upload.headers | {"Content-Type": "text/html"})
+    with_charset = upload.headers | {"Content-Type": "application/json; charset=utf-8"}
+    charset = await _put(upload.url, b"{}", with_charset)
+    retyped_url = upload.url.replace("type=application%2Fjson", "type=text%2Fhtml")
+    retyped = await _put(retyped_url, b"{}", upload.headers | {"Content-Type": "text/html"})
+
+    assert html[0] == 415 and "application/json, not text/html" in str(html[1]["detail"])
+    assert (charset[0], retyped[0]) == (415, 403)
+    assert not await served.exists("t/data")
+
+
+async def test_local_upload_url_stores_one_object(served: LocalStore) -> None:
+    upload = await served.signed_upload("t/once.txt", size=5, content_type="text/plain")
+
+    first = await _put(upload.url, b"first", upload.headers)
+    second = await _put(upload.url, b"again", upload.headers)
+
+    assert (first[0], second[0]) == (200, 409)
+    assert "has been used" in str(second[1]["detail"])
+    assert await served.get("t/once.txt") == b"first"
+    assert await served.content_type("t/once.txt") == "text/plain"
+
+
+async def test_local_concurrent_puts_to_one_url_store_one_body(served: LocalStore) -> None:
+    upload = await served.signed_upload("t/race.bin", size=MIB, content_type="a/b")
+    bodies = [bytes([n]) * MIB for n in range(4)]
+
+    answers = await asyncio.gather(*(_put(upload.url, body, upload.headers) for body in bodies))
+
+    assert sorted(status for status, _ in answers) == [200, 409, 409, 409]
+    winner = next(n for n, (status, _) in enumerate(answers) if status == 200)
+    assert await served.get("t/race.bin") == bodies[winner]
+    assert not [p for p in _leftovers(served) if p.name.endswith(".tmp")]
+
+
+async def test_local_cut_off_upload_leaves_no_object(served: LocalStore) -> None:
+    upload = await served.signed_upload("t/cut.bin", size=MIB, content_type="a/b")
+    url = urlsplit(upload.url)
+    head = (
+        f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Content-Type: a/b\r\nContent-Length: {MIB}\r\n\r\n"
+    )
+
+    _, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(head.encode() + b"x" * (MIB // 2))
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    absent = not await served.exists("t/cut.bin")
+    async with asyncio.timeout(10):
+        while _leftovers(served):
+            await asyncio.sleep(0.05)
+    retried = await _put(upload.url, b"y" * MIB, upload.headers)
+
+    assert absent
+    assert retried[0] == 200
+    assert await served.get("t/cut.bin") == b"y" * MIB
 
 
 def test_verify_signed_rejects_wrong_method_and_expiry(tmp_path: Path) -> None:
     local = LocalStore(tmp_path, b"key", "http://x")
     expires = int(time.time()) + 60
-    signature = local._sign("k", "GET", expires)
+    signature = local._sign("GET", "k", expires)
 
     local.verify_signed("k", "GET", expires, signature)
     with pytest.raises(errors.Forbidden):
         local.verify_signed("k", "PUT", expires, signature)
     with pytest.raises(errors.Forbidden):
         local.verify_signed("k", "GET", expires + 1, signature)
+    with pytest.raises(errors.Forbidden):
+        local.verify_signed("k", "GET", expires, signature, 10, "a/b")
     stale = int(time.time()) - 1
     with pytest.raises(errors.Forbidden, match="expired"):
-        local.verify_signed("k", "GET", stale, local._sign("k", "GET", stale))
+        local.verify_signed("k", "GET", stale, local._sign("GET", "k", stale))
 
 
 async def test_s3_signed_put_then_get_over_http(s3_store: ObjectStore) -> None:
     assert isinstance(s3_store, S3Store)
     blob = os.urandom(MIB)
-    put_url = await s3_store.signed_url("docs/c.bin", method="PUT", expires_in=60)
+    upload = await s3_store.signed_upload(
+        "docs/c.bin", size=len(blob), content_type="application/pdf", expires_in=60
+    )
     get_url = await s3_store.signed_url("docs/c.bin", expires_in=60)
 
     async with aiohttp.ClientSession() as http:
-        async with http.put(put_url, data=blob) as response:
+        async with http.put(upload.url, data=blob, headers=upload.headers) as response:
             assert response.status == 200, await response.text()
         async with http.get(get_url) as response:
             assert response.status == 200
+            assert response.content_type == "application/pdf"
             assert await response.read() == blob
 
     assert "X-Amz-Expires=60" in get_url
     assert await s3_store.get("docs/c.bin") == blob
 
 
-async def test_signed_url_refuses_other_methods(store: ObjectStore) -> None:
+async def test_s3_upload_url_signs_size_and_type_and_stores_one_object(
+    s3_store: ObjectStore,
+) -> None:
+    assert isinstance(s3_store, S3Store)
+    upload = await s3_store.signed_upload("t/once.txt", size=5, content_type="text/plain")
+    signed = parse_qs(urlsplit(upload.url).query)["X-Amz-SignedHeaders"][0].split(";")
+
+    async with aiohttp.ClientSession() as http:
+        async with http.put(upload.url, data=b"first", headers=upload.headers) as response:
+            first = response.status
+        async with http.put(upload.url, data=b"again", headers=upload.headers) as response:
+            second = response.status
+
+    assert {"content-length", "content-type", "if-none-match"} <= set(signed)
+    assert (first, second) == (200, 412)
+    assert await s3_store.get("t/once.txt") == b"first"
+
+
+@pytest.mark.parametrize(
+    ("size", "content_type"), [(-1, "a/b"), (1, ""), (1, " a/b"), (1, "a/b\r\nX: y")]
+)
+async def test_signed_upload_refuses_a_bad_size_or_type(
+    store: ObjectStore, size: int, content_type: str
+) -> None:
     with pytest.raises(ValueError):
-        await store.signed_url("a/b", method="DELETE")
+        await store.signed_upload("a/b", size=size, content_type=content_type)
+
+
+async def test_both_stores_ask_for_the_same_upload_headers(store: ObjectStore) -> None:
+    upload = await store.signed_upload("a/b", size=3, content_type="text/csv")
+
+    assert isinstance(upload, SignedUpload)
+    assert upload.headers == {"Content-Type": "text/csv", "If-None-Match": "*"}

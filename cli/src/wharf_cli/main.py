@@ -160,6 +160,20 @@ async def _wait_settled(backend: LocalBackend, service: str, within: float) -> S
         await asyncio.sleep(0.2)
 
 
+def _check_count(name: str, count: int, specs: Sequence[ServiceSpec], *, force: bool) -> None:
+    if count < 0:
+        raise UsageError(f"a task count cannot be negative, not {count}")
+    spec = next((spec for spec in specs if spec.name == name), None)
+    if spec is None or force:
+        return
+    low, high = spec.task_range()
+    if not low <= count <= high:
+        raise UsageError(
+            f"{name} runs {low} to {high} tasks (min_tasks and max_tasks of the services"
+            f" table); add --force to run {count} anyway"
+        )
+
+
 async def _scale(
     args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
 ) -> int:
@@ -167,6 +181,10 @@ async def _scale(
         raise UsageError("scale takes SERVICE N, or SERVICE --release")
     if args.count is not None and args.release:
         raise UsageError("scale takes a count or --release, not both")
+    if args.force and args.count is None:
+        raise UsageError("--force goes with a count")
+    if args.count is not None:
+        _check_count(args.service, args.count, specs, force=args.force)
     kind = args.backend or settings.backend
     backend = open_backend(settings, [spec.name for spec in specs], kind)
     try:
@@ -352,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("service")
     scale.add_argument("count", type=int, nargs="?")
     scale.add_argument("--release", action="store_true", help="hand back to the autoscaler")
+    scale.add_argument(
+        "--force",
+        action="store_true",
+        help="set a count outside the service's min_tasks..max_tasks (0 stops it)",
+    )
     scale.add_argument("--no-wait", action="store_true", help="return without waiting")
     scale.add_argument("--backend", choices=BACKENDS, help=backend_help)
     scale.set_defaults(handler=_scale)

@@ -8,6 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+# The most tasks any service runs when its row sets no max_tasks.
+TASK_CEILING = 1000
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -17,7 +20,9 @@ class ServiceSpec:
     default_tasks: int = 1
     # The port a container of the service listens on (WHARF_HTTP_PORT in compose/ and k8s/).
     port: int = 8080
-    # Task counts `wharf autoscale` keeps between; a service without them is left alone.
+    # The task counts `wharf autoscale` keeps between (it leaves a service
+    # without max_tasks alone), and the only ones `wharf scale` without
+    # --force and the ops API accept.
     min_tasks: int = 1
     max_tasks: int | None = None
     # A shared public port is bound by every task with SO_REUSEPORT; other
@@ -32,6 +37,13 @@ class ServiceSpec:
     def __post_init__(self) -> None:
         if not self.module:
             object.__setattr__(self, "module", "wharf_" + self.name.replace("-", "_"))
+        low, high = self.task_range()
+        if not 0 <= low <= high <= TASK_CEILING:
+            raise ValueError(f"service {self.name!r}: bad task range {low} to {high}")
+
+    def task_range(self) -> tuple[int, int]:
+        """The lowest and highest task count to run: min_tasks to max_tasks, or the ceiling."""
+        return self.min_tasks, TASK_CEILING if self.max_tasks is None else self.max_tasks
 
     def argv(self) -> list[str]:
         """The command line of one task: `command` if given, else ``python -m module``."""

@@ -60,6 +60,11 @@ class PayloadTooLarge(ClientError):
     title = "Payload Too Large"
 
 
+class UnsupportedMediaType(ClientError):
+    status = 415
+    title = "Unsupported Media Type"
+
+
 class Unprocessable(ClientError):
     status = 422
     title = "Unprocessable Content"
@@ -99,6 +104,7 @@ _CLIENT_ERRORS: dict[int, type[ClientError]] = {
         NotFound,
         Conflict,
         PayloadTooLarge,
+        UnsupportedMediaType,
         Unprocessable,
     )
 }

@@ -4,6 +4,9 @@ Both stores take the same keys (``tenant/documents/abc.pdf``) and hand out
 signed URLs, so large uploads and downloads never pass through a service's
 memory or the bus. Local signed URLs are served by the gateway through
 `object_routes`.
+
+An upload URL is signed for one body: its exact size and content type are
+part of the signature, and it stores one object, never replacing another.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -34,10 +38,14 @@ from wharf_common import errors
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-SIGNED_METHODS = frozenset({"GET", "PUT"})
+# What an upload's content type may be: printable, with single inner spaces.
+# HTTP trims a header's outer spaces and S3's signature folds inner runs, so
+# the header a client sends is the one that was signed.
+CONTENT_TYPE_PATTERN = r"^[\x21-\x7e]+(?: [\x21-\x7e]+)*$"
 
 _MAX_KEY_LENGTH = 1024
 _KEY_PART = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*")
+_CONTENT_TYPE = re.compile(CONTENT_TYPE_PATTERN)
 _META_DIR = ".meta"
 _CHUNK = 256 * 1024
 _INLINE_READ = 64 * 1024
@@ -56,6 +64,23 @@ def validate_key(key: str) -> str:
     if not all(_KEY_PART.fullmatch(part) for part in key.split("/")):
         raise errors.BadRequest(f"invalid object key {key!r}")
     return key
+
+
+@dataclass(frozen=True)
+class SignedUpload:
+    """A URL that takes one PUT, and the headers that PUT must carry."""
+
+    url: str
+    headers: dict[str, str]
+
+
+def _upload_headers(size: int, content_type: str) -> dict[str, str]:
+    if size < 0:
+        raise ValueError(f"an upload size cannot be negative, not {size}")
+    if not _CONTENT_TYPE.fullmatch(content_type):
+        raise ValueError(f"invalid content type {content_type!r}")
+    # If-None-Match makes S3 refuse a second PUT; the local store refuses one anyway.
+    return {"Content-Type": content_type, "If-None-Match": "*"}
 
 
 class ObjectStore(abc.ABC):
@@ -82,19 +107,22 @@ class ObjectStore(abc.ABC):
         """Remove every object whose key starts with ``prefix/``; return how many."""
 
     @abc.abstractmethod
-    async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
-        """Return a URL that lets anyone holding it GET or PUT `key` until it expires."""
+    async def signed_url(self, key: str, *, expires_in: int = 3600) -> str:
+        """Return a URL that lets anyone holding it GET `key` until it expires."""
+
+    @abc.abstractmethod
+    async def signed_upload(
+        self, key: str, *, size: int, content_type: str, expires_in: int = 3600
+    ) -> SignedUpload:
+        """Return a URL for one PUT of exactly `size` bytes of `content_type` to `key`.
+
+        A body of another size or type is refused, and so is any PUT once
+        `key` holds an object. The PUT must send the returned headers.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
-
-
-def _check_method(method: str) -> str:
-    method = method.upper()
-    if method not in SIGNED_METHODS:
-        raise ValueError(f"signed URLs support GET and PUT, not {method}")
-    return method
 
 
 class LocalStore(ObjectStore):
@@ -157,19 +185,41 @@ class LocalStore(ObjectStore):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return DEFAULT_CONTENT_TYPE
 
-    async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
-        """Return ``{public_url}/v1/objects/{key}?method=..&expires=..&signature=..``."""
-        method = _check_method(method)
-        validate_key(key)
+    async def signed_url(self, key: str, *, expires_in: int = 3600) -> str:
+        """Return ``{public_url}/v1/objects/{key}?method=GET&expires=..&signature=..``."""
         expires = int(time.time()) + expires_in
-        query = urlencode(
-            {"method": method, "expires": expires, "signature": self._sign(key, method, expires)}
-        )
+        signature = self._sign("GET", validate_key(key), expires)
+        query = urlencode({"method": "GET", "expires": expires, "signature": signature})
         return f"{self._public_url}/v1/objects/{quote(key, safe='/')}?{query}"
 
-    def verify_signed(self, key: str, method: str, expires: int, signature: str) -> None:
-        """Raise Forbidden unless `signature` is valid for the key, method and unexpired time."""
-        expected = self._sign(key, method.upper(), expires)
+    async def signed_upload(
+        self, key: str, *, size: int, content_type: str, expires_in: int = 3600
+    ) -> SignedUpload:
+        """Return a PUT URL whose query carries the signed size and content type."""
+        headers = _upload_headers(size, content_type)
+        expires = int(time.time()) + expires_in
+        signature = self._sign("PUT", validate_key(key), expires, size, content_type)
+        query = urlencode(
+            {
+                "method": "PUT",
+                "expires": expires,
+                "size": size,
+                "type": content_type,
+                "signature": signature,
+            }
+        )
+        url = f"{self._public_url}/v1/objects/{quote(key, safe='/')}?{query}"
+        return SignedUpload(url, headers)
+
+    def verify_signed(
+        self, key: str, method: str, expires: int, signature: str, *signed: str | int
+    ) -> None:
+        """Raise Forbidden unless `signature` is valid and unexpired.
+
+        It covers the method, key and expiry time, and for an upload also the
+        `signed` size and content type.
+        """
+        expected = self._sign(method.upper(), key, expires, *signed)
         if not hmac.compare_digest(expected, signature):
             raise errors.Forbidden("invalid signature")
         if expires < time.time():
@@ -178,28 +228,34 @@ class LocalStore(ObjectStore):
     async def close(self) -> None:
         """Nothing to release for a directory."""
 
-    def _sign(self, key: str, method: str, expires: int) -> str:
-        message = f"{method}\n{key}\n{expires}".encode()
+    def _sign(self, method: str, key: str, expires: int, *signed: str | int) -> str:
+        # Keys and content types hold no control character, so the lines cannot run together.
+        message = "\n".join(str(part) for part in (method, key, expires, *signed)).encode()
         return hmac.new(self._signing_key, message, hashlib.sha256).hexdigest()
 
-    async def _put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_size: int
-    ) -> int:
-        """Write an upload chunk by chunk; raise PayloadTooLarge past `max_size` bytes."""
+    async def _put_upload(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, size: int
+    ) -> None:
+        """Write an upload of exactly `size` bytes chunk by chunk, unless `key` holds an object.
+
+        The body goes to a temporary file first, so an upload that is too
+        long, too short or cut off leaves nothing behind under `key`.
+        """
         path, meta = self.path(key), self._meta_path(key)
         tmp = await asyncio.to_thread(_open_temp, path)
-        size = 0
+        received = 0
         try:
             async for chunk in chunks:
-                size += len(chunk)
-                if size > max_size:
-                    raise errors.PayloadTooLarge(f"upload exceeds {max_size} bytes")
+                received += len(chunk)
+                if received > size:
+                    raise errors.PayloadTooLarge(f"this URL takes {size} bytes; the body is longer")
                 await asyncio.to_thread(tmp.write, chunk)
-            await asyncio.to_thread(_commit_temp, tmp, path, meta, content_type)
+            if received < size:
+                raise errors.BadRequest(f"this URL takes {size} bytes; the body held {received}")
+            await asyncio.to_thread(_commit_new, tmp, path, meta, content_type)
         except BaseException:
             await asyncio.to_thread(_discard_temp, tmp)
             raise
-        return size
 
 
 def _open_temp(path: Path) -> IO[bytes]:
@@ -212,19 +268,43 @@ def _open_temp(path: Path) -> IO[bytes]:
         raise errors.Conflict("a prefix of the key is already an object") from None
 
 
-def _commit_temp(tmp: IO[bytes], path: Path, meta: Path, content_type: str) -> None:
+def _sync_close(tmp: IO[bytes]) -> None:
     tmp.flush()
     os.fsync(tmp.fileno())
     tmp.close()
+
+
+def _write_meta(meta: Path, content_type: str) -> IO[bytes]:
     meta_tmp = _open_temp(meta)
     with meta_tmp:
         meta_tmp.write(content_type.encode())
+    return meta_tmp
+
+
+def _commit_temp(tmp: IO[bytes], path: Path, meta: Path, content_type: str) -> None:
+    _sync_close(tmp)
+    meta_tmp = _write_meta(meta, content_type)
     try:
         os.replace(meta_tmp.name, meta)
         os.replace(tmp.name, path)
     except IsADirectoryError:
         _discard_temp(meta_tmp)
         raise errors.Conflict("the key is a prefix of other objects") from None
+
+
+def _commit_new(tmp: IO[bytes], path: Path, meta: Path, content_type: str) -> None:
+    _sync_close(tmp)
+    # A hard link never replaces a file, unlike a rename: of two uploads to
+    # one key, only the first lands. Its content type follows a moment later;
+    # until then the object reads as the default type.
+    try:
+        os.link(tmp.name, path)
+    except FileExistsError:
+        if path.is_dir():
+            raise errors.Conflict("the key is a prefix of other objects") from None
+        raise errors.Conflict("this upload URL has been used: the object is stored") from None
+    os.unlink(tmp.name)
+    os.replace(_write_meta(meta, content_type).name, meta)
 
 
 def _discard_temp(tmp: IO[bytes]) -> None:
@@ -277,26 +357,60 @@ def _problem(error: errors.ClientError) -> web.Response:
     )
 
 
-def _verify_request(store: LocalStore, request: web.Request, method: str) -> str:
+def _verify_download(store: LocalStore, request: web.Request) -> str:
     key = validate_key(request.match_info["key"])
     query = request.query
-    if query.get("method", "").upper() != method:
+    if query.get("method", "").upper() != "GET":
         raise errors.Forbidden("the URL is not signed for this method")
     try:
         expires = int(query["expires"])
         signature = query["signature"]
     except (KeyError, ValueError):
         raise errors.Forbidden("missing or malformed signature") from None
-    store.verify_signed(key, method, expires, signature)
+    store.verify_signed(key, "GET", expires, signature)
     return key
 
 
-def object_routes(store: LocalStore, *, max_upload_size: int = 1 << 30) -> list[web.RouteDef]:
-    """Routes serving a LocalStore's signed URLs at ``/v1/objects/{key}`` (GET and PUT)."""
+def _verify_upload(store: LocalStore, request: web.Request) -> tuple[str, int, str]:
+    key = validate_key(request.match_info["key"])
+    query = request.query
+    if query.get("method", "").upper() != "PUT":
+        raise errors.Forbidden("the URL is not signed for this method")
+    try:
+        expires = int(query["expires"])
+        size = int(query["size"])
+        content_type = query["type"]
+        signature = query["signature"]
+    except (KeyError, ValueError):
+        raise errors.Forbidden("missing or malformed signature") from None
+    store.verify_signed(key, "PUT", expires, signature, size, content_type)
+    return key, size, content_type
+
+
+def _check_upload_headers(request: web.Request, size: int, content_type: str) -> None:
+    sent = request.headers.get("Content-Type")
+    if sent != content_type:
+        raise errors.UnsupportedMediaType(
+            f"this URL takes a body of type {content_type}, not {sent or 'one without a type'}"
+        )
+    length = request.content_length
+    if length is not None and length > size:
+        raise errors.PayloadTooLarge(f"this URL takes {size} bytes, not {length}")
+    if length is not None and length < size:
+        raise errors.BadRequest(f"this URL takes {size} bytes, not {length}")
+
+
+def object_routes(store: LocalStore) -> list[web.RouteDef]:
+    """Routes serving a LocalStore's signed URLs at ``/v1/objects/{key}`` (GET and PUT).
+
+    A PUT answers 403 for a bad or expired signature, 409 once the object is
+    stored, 415 for another Content-Type than signed, 413 for a longer body
+    and 400 for a shorter one, each as problem+json.
+    """
 
     async def download(request: web.Request) -> web.StreamResponse:
         try:
-            key = _verify_request(store, request, "GET")
+            key = _verify_download(store, request)
             if not await store.exists(key):
                 raise errors.NotFound("no such object")
         except errors.ClientError as error:
@@ -306,12 +420,13 @@ def object_routes(store: LocalStore, *, max_upload_size: int = 1 << 30) -> list[
 
     async def upload(request: web.Request) -> web.Response:
         try:
-            key = _verify_request(store, request, "PUT")
-            if (request.content_length or 0) > max_upload_size:
-                raise errors.PayloadTooLarge(f"upload exceeds {max_upload_size} bytes")
-            content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
+            key, size, content_type = _verify_upload(store, request)
+            # Checked before the body is read, so a spent URL costs no upload.
+            if await store.exists(key):
+                raise errors.Conflict("this upload URL has been used: the object is stored")
+            _check_upload_headers(request, size, content_type)
             chunks = request.content.iter_chunked(_CHUNK)
-            size = await store._put_stream(key, chunks, content_type, max_upload_size)
+            await store._put_upload(key, chunks, content_type, size)
         except errors.ClientError as error:
             return _problem(error)
         logger.debug("stored a signed upload of %d bytes", size)
@@ -430,15 +545,39 @@ class S3Store(ObjectStore):
                 deleted += len(keys)
         return deleted
 
-    async def signed_url(self, key: str, *, expires_in: int = 3600, method: str = "GET") -> str:
-        """Return a presigned get_object or put_object URL."""
-        operation = {"GET": "get_object", "PUT": "put_object"}[_check_method(method)]
+    async def signed_url(self, key: str, *, expires_in: int = 3600) -> str:
+        """Return a presigned get_object URL."""
         url: str = await self._s3.generate_presigned_url(
-            operation,
+            "get_object",
             Params={"Bucket": self.bucket, "Key": validate_key(key)},
             ExpiresIn=expires_in,
         )
         return url
+
+    async def signed_upload(
+        self, key: str, *, size: int, content_type: str, expires_in: int = 3600
+    ) -> SignedUpload:
+        """Return a presigned put_object URL signing its length, type and If-None-Match.
+
+        S3 checks the signed headers itself: a body of another length or type
+        fails the signature (403), and with ``If-None-Match: *`` a PUT to a key
+        that holds an object answers 412. Its answers are S3's XML errors, not
+        problem+json. An S3-compatible server without conditional writes
+        ignores If-None-Match, and there the URL can replace the object until
+        it expires. A cut-off upload stores nothing: S3 writes an object whole.
+        """
+        headers = _upload_headers(size, content_type)
+        params = {
+            "Bucket": self.bucket,
+            "Key": validate_key(key),
+            "ContentLength": size,
+            "ContentType": content_type,
+            "IfNoneMatch": headers["If-None-Match"],
+        }
+        url: str = await self._s3.generate_presigned_url(
+            "put_object", Params=params, ExpiresIn=expires_in
+        )
+        return SignedUpload(url, headers)
 
     async def close(self) -> None:
         """Close the client."""

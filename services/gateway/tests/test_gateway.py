@@ -423,7 +423,7 @@ async def test_uploads_get_a_signed_put_url_under_the_tenant(
         assert response.status == 201, await response.text()
         upload = await response.json()
     put = upload["url"].replace(gateway.runtime.settings.public_url, gateway.url)
-    async with http.put(put, data=b"[1,2]") as response:
+    async with http.put(put, data=b"[1,2]", headers=upload["headers"]) as response:
         assert response.status == 200
     async with http.post(url, json=too_big, headers=headers) as response:
         assert response.status == 413
@@ -432,23 +432,72 @@ async def test_uploads_get_a_signed_put_url_under_the_tenant(
 
     assert upload["ref"].startswith(f"{tenant['tenant_id']}/uploads/")
     assert upload["method"] == "PUT"
+    assert upload["headers"] == {"Content-Type": "application/json", "If-None-Match": "*"}
     assert await gateway.runtime.store.get(upload["ref"]) == b"[1,2]"
     assert "201" in operation["responses"]
+
+
+async def test_upload_url_takes_one_body_of_the_declared_size_and_type(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    declared = {"size": 10, "content_type": "application/json"}
+    async with http.post(
+        f"{gateway.url}/v1/uploads", json=declared, headers=bearer(tenant["access_token"])
+    ) as response:
+        upload = await response.json()
+    put = upload["url"].replace(gateway.runtime.settings.public_url, gateway.url)
+    html = upload["headers"] | {"Content-Type": "text/html"}
+    answers = []
+
+    for body, sent in [
+        (b"[" + b"1," * 7 + b"1]", upload["headers"]),
+        (b"[1,2,3,45]", html),
+        (b"[1,2,3,45]", upload["headers"]),
+        (b"[9,9,9,99]", upload["headers"]),
+    ]:
+        async with http.put(put, data=body, headers=sent) as response:
+            answers.append((response.status, response.content_type))
+
+    assert answers == [
+        (413, "application/problem+json"),
+        (415, "application/problem+json"),
+        (200, "application/octet-stream"),
+        (409, "application/problem+json"),
+    ]
+    assert await gateway.runtime.store.get(upload["ref"]) == b"[1,2,3,45]"
+
+
+async def test_upload_content_type_must_be_a_header_value(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    answers = []
+
+    for content_type in ["", " text/csv", "text/csv\r\nX-Evil: 1", "text/csv;  q=1"]:
+        declared = {"size": 10, "content_type": content_type}
+        async with http.post(
+            f"{gateway.url}/v1/uploads", json=declared, headers=bearer(tenant["access_token"])
+        ) as response:
+            answers.append((response.status, response.content_type))
+
+    assert answers == [(422, "application/problem+json")] * 4
 
 
 async def test_local_objects_are_served_through_signed_urls(
     gateway: Any, http: aiohttp.ClientSession
 ) -> None:
     store = gateway.runtime.store
-    put = await store.signed_url("t/a.txt", method="PUT")
-    put = put.replace(gateway.runtime.settings.public_url, gateway.url)
+    upload = await store.signed_upload("t/a.txt", size=5, content_type="text/plain")
+    put = upload.url.replace(gateway.runtime.settings.public_url, gateway.url)
 
-    async with http.put(put, data=b"hello", headers={"Content-Type": "text/plain"}) as response:
+    async with http.put(put, data=b"hello", headers=upload.headers) as response:
         assert response.status == 200
     get = (await store.signed_url("t/a.txt")).replace(
         gateway.runtime.settings.public_url, gateway.url
     )
     async with http.get(get) as response:
+        assert response.content_type == "text/plain"
         assert await response.read() == b"hello"
 
 

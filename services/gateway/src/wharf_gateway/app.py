@@ -66,7 +66,7 @@ async def setup(rt: Runtime) -> None:
 
     rt.app.router.add_get("/asyncapi.json", asyncapi_json)
     if settings.storage_url.startswith("file:"):
-        _mount_objects(rt, settings.max_object_upload_size)
+        _mount_objects(rt)
 
     async def keep_jwks() -> None:
         while True:
@@ -85,7 +85,7 @@ async def setup(rt: Runtime) -> None:
     rt.on_stop(close_redis)
 
 
-def _mount_objects(rt: Runtime, max_upload_size: int) -> None:
+def _mount_objects(rt: Runtime) -> None:
     # The store opens when the runtime connects, after the router is frozen,
     # so the routes are added now and bound to the store on first use.
     bound: dict[str, Any] = {}
@@ -94,9 +94,7 @@ def _mount_objects(rt: Runtime, max_upload_size: int) -> None:
         if not bound:
             store = rt.store
             assert isinstance(store, LocalStore)
-            bound.update(
-                {r.method: r.handler for r in object_routes(store, max_upload_size=max_upload_size)}
-            )
+            bound.update({r.method: r.handler for r in object_routes(store)})
         handler = bound[request.method]
         response: web.StreamResponse = await handler(request)
         return response

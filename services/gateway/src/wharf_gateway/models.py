@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from wharf_common.storage import CONTENT_TYPE_PATTERN
+
 Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 # What an API key may be allowed to do; every scope a route asks for is one of these.
 Scope = Literal[
@@ -129,17 +131,24 @@ class CreateUpload(_Body):
     """An object about to be uploaded: its content type and size in bytes."""
 
     content_type: str = Field(
-        default="application/json", min_length=1, max_length=200, pattern=r"^[\x21-\x7e ]+$"
+        default="application/json",
+        min_length=1,
+        max_length=200,
+        pattern=CONTENT_TYPE_PATTERN,
+        description="The Content-Type the upload must be sent with",
     )
-    size: int = Field(ge=1, description="At most the gateway's upload size limit")
+    size: int = Field(
+        ge=1, description="The upload's exact size; at most the gateway's upload size limit"
+    )
 
 
 class UploadCreated(BaseModel):
     """Where to upload an object, until when, and the ref that names it afterwards."""
 
     ref: str
-    url: str
+    url: str = Field(description="Takes one PUT of the declared size and type")
     method: Literal["PUT"]
+    headers: dict[str, str] = Field(description="Headers the PUT must send")
     expires_at: AwareDatetime
 
 

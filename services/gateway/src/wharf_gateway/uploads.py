@@ -29,11 +29,15 @@ def upload_handlers(edge: Edge, store: Callable[[], ObjectStore]) -> dict[str, H
         seconds = edge.settings.upload_url_seconds
         expires_at = deadlines.now() + timedelta(seconds=seconds)
         try:
-            url = await store().signed_url(ref, expires_in=seconds, method="PUT")
+            signed = await store().signed_upload(
+                ref, size=call.body.size, content_type=call.body.content_type, expires_in=seconds
+            )
         except Exception as exc:
             raise ServiceUnavailable("object storage is unavailable") from exc
 
-        created = UploadCreated(ref=ref, url=url, method="PUT", expires_at=expires_at)
+        created = UploadCreated(
+            ref=ref, url=signed.url, method="PUT", headers=signed.headers, expires_at=expires_at
+        )
         return web.json_response(created.model_dump(mode="json"), status=201)
 
     return {"post_uploads": create_upload}
