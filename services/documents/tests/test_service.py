@@ -24,6 +24,7 @@ from wharf_common.bus import EVENTS_EXCHANGE
 from wharf_common.testing import Running, StartService
 from wharf_documents.app import CONTEXT_KEY
 from wharf_documents.app import spec as documents_spec
+from wharf_documents.render import RenderRequest, RenderResult
 from wharf_documents.settings import DocumentsSettings
 
 Stack = Callable[..., Awaitable[tuple[Running, Running]]]
@@ -478,6 +479,30 @@ async def test_a_worker_killed_mid_render_is_retried(
     attempts = await ctx.db.fetchval(
         "SELECT attempts FROM documents.jobs WHERE id = $1", uuid.UUID(job["id"])
     )
+    assert attempts == 2
+
+
+async def test_a_render_that_kills_its_worker_twice_is_not_retried_again(
+    stack: Stack, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, documents = await stack(render_workers=1, retry_base_delay=0.1)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("label", html="<p>label</p>")
+    ctx = documents.runtime.app[CONTEXT_KEY]
+
+    async def abort_the_worker(request: RenderRequest) -> RenderResult:
+        return await ctx.renderer.pool.run(os.abort)
+
+    monkeypatch.setattr(ctx.renderer, "render", abort_the_worker)
+    job = await client.render(template="label")
+    failed = await client.wait(f"/v1/documents/{job['id']}")
+    attempts = await ctx.db.fetchval(
+        "SELECT attempts FROM documents.jobs WHERE id = $1", uuid.UUID(job["id"])
+    )
+
+    assert failed["status"] == "failed"
+    assert failed["reason"] == "worker_crashed"
+    assert "on two attempts in a row" in failed["detail"]
     assert attempts == 2
 
 
