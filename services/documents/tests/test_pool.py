@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,6 +86,20 @@ async def test_workers_are_recycled_after_n_tasks() -> None:
 
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
     assert len(set(pids)) == 3
+
+
+async def test_workers_run_under_their_memory_cap() -> None:
+    capped = WorkerPool(1, max_memory_bytes=256 * 1024 * 1024)
+    uncapped = WorkerPool(1)
+    try:
+        limits = await capped.run(resource.getrlimit, resource.RLIMIT_DATA)
+        default = await uncapped.run(resource.getrlimit, resource.RLIMIT_DATA)
+    finally:
+        await capped.close()
+        await uncapped.close()
+
+    assert limits == (256 * 1024 * 1024, 256 * 1024 * 1024)
+    assert default == resource.getrlimit(resource.RLIMIT_DATA)
 
 
 async def test_cancelled_render_frees_its_worker() -> None:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import io
+import os
+import resource
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from pypdf import PdfReader
 
 from wharf_common import deadlines
@@ -12,6 +15,13 @@ from wharf_documents import examples
 from wharf_documents.errors import RenderError
 from wharf_documents.render import Renderer, RenderRequest, RenderResult
 from wharf_documents.settings import DocumentsSettings
+
+MIB = 1024 * 1024
+# The sandbox bounds `~` and `+`, not filters: only the memory cap stops this.
+GROWS_BY_JOIN = (
+    '{% set ns = namespace(s="x") %}{% for i in range(40) %}'
+    "{% set ns.s = [ns.s, ns.s]|join %}{% endfor %}{{ ns.s|length }}"
+)
 
 
 def _sample(directory: Path, html_name: str) -> RenderRequest:
@@ -176,3 +186,28 @@ async def test_expired_deadline_fails_before_rendering(renderer: Renderer) -> No
         await renderer.render(request)
 
     assert failure.value.reason == "deadline_exceeded"
+
+
+async def test_a_render_past_the_memory_cap_fails_and_its_worker_renders_the_next() -> None:
+    settings = DocumentsSettings(render_workers=1, render_max_memory_bytes=256 * MIB)
+    invoice = RenderRequest(examples.template("invoice"), examples.sample_data("invoice"))
+
+    async with Renderer(settings) as renderer:
+        limits = await renderer.pool.run(resource.getrlimit, resource.RLIMIT_DATA)
+        worker = await renderer.pool.run(os.getpid)
+        with pytest.raises(RenderError) as failure:
+            await renderer.render(RenderRequest(GROWS_BY_JOIN))
+        result = await renderer.render(invoice)
+        after = await renderer.pool.run(os.getpid)
+
+    assert limits == (256 * MIB, 256 * MIB)
+    assert after == worker, "the worker should have freed the memory and lived on"
+    assert failure.value.reason == "too_large"
+    assert "more than the 256 MiB a worker may use" in failure.value.message
+    assert result.pages == 1
+
+
+def test_memory_cap_is_off_or_leaves_a_worker_room_to_start() -> None:
+    assert DocumentsSettings(render_max_memory_bytes=0).render_max_memory_bytes == 0
+    with pytest.raises(ValidationError, match="at least"):
+        DocumentsSettings(render_max_memory_bytes=2048)

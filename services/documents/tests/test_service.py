@@ -24,6 +24,7 @@ from wharf_common.bus import EVENTS_EXCHANGE
 from wharf_common.testing import Running, StartService
 from wharf_documents.app import CONTEXT_KEY
 from wharf_documents.app import spec as documents_spec
+from wharf_documents.render import RenderRequest, RenderResult
 from wharf_documents.settings import DocumentsSettings
 
 Stack = Callable[..., Awaitable[tuple[Running, Running]]]
@@ -478,6 +479,72 @@ async def test_a_worker_killed_mid_render_is_retried(
     attempts = await ctx.db.fetchval(
         "SELECT attempts FROM documents.jobs WHERE id = $1", uuid.UUID(job["id"])
     )
+    assert attempts == 2
+
+
+def _doubling(step: str) -> str:
+    return (
+        '{% set ns = namespace(s="x") %}{% for i in range(40) %}'
+        f"{{% set ns.s = {step} %}}{{% endfor %}}{{{{ ns.s|length }}}}"
+    )
+
+
+async def test_templates_that_double_a_string_fail_once_and_the_worker_goes_on(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, documents = await stack(
+        render_workers=1, render_max_memory_bytes=256 * 1024 * 1024, retry_base_delay=0.1
+    )
+    client = await signup(http, gateway.url, "a@example.com")
+    templates = {
+        "tilde": _doubling("ns.s ~ ns.s"),
+        "plus": _doubling("ns.s + ns.s"),
+        "join": _doubling("[ns.s, ns.s]|join"),
+        "quick": "<p>quick</p>",
+    }
+    for name, html in templates.items():
+        await client.upload(name, html=html)
+    ctx = documents.runtime.app[CONTEXT_KEY]
+
+    ids = {name: (await client.render(template=name))["id"] for name in templates}
+    jobs = {name: await client.wait(f"/v1/documents/{ids[name]}") for name in templates}
+    attempts = await ctx.db.fetchval(
+        "SELECT max(attempts) FROM documents.jobs WHERE id = any($1::uuid[])",
+        [uuid.UUID(job_id) for job_id in ids.values()],
+    )
+
+    assert jobs["tilde"]["reason"] == "template_error"
+    assert "the joined string would be too long" in jobs["tilde"]["detail"]
+    assert jobs["plus"]["reason"] == "template_error"
+    assert "the joined sequence would be too long" in jobs["plus"]["detail"]
+    # Filters are not bounded by the sandbox; the worker's memory cap stops them.
+    assert jobs["join"]["reason"] == "too_large"
+    assert "256 MiB" in jobs["join"]["detail"]
+    assert jobs["quick"]["status"] == "done"
+    assert attempts == 1
+
+
+async def test_a_render_that_kills_its_worker_twice_is_not_retried_again(
+    stack: Stack, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, documents = await stack(render_workers=1, retry_base_delay=0.1)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("label", html="<p>label</p>")
+    ctx = documents.runtime.app[CONTEXT_KEY]
+
+    async def abort_the_worker(request: RenderRequest) -> RenderResult:
+        return await ctx.renderer.pool.run(os.abort)
+
+    monkeypatch.setattr(ctx.renderer, "render", abort_the_worker)
+    job = await client.render(template="label")
+    failed = await client.wait(f"/v1/documents/{job['id']}")
+    attempts = await ctx.db.fetchval(
+        "SELECT attempts FROM documents.jobs WHERE id = $1", uuid.UUID(job["id"])
+    )
+
+    assert failed["status"] == "failed"
+    assert failed["reason"] == "worker_crashed"
+    assert "on two attempts in a row" in failed["detail"]
     assert attempts == 2
 
 

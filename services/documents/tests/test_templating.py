@@ -31,6 +31,34 @@ def test_sandbox_bounds_huge_repetition_and_powers() -> None:
         render_template("{{ 10 ** 100000 }}", {})
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+        "{% set ns = namespace(s=[1]) %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+        "{% set s = 'x' * 600000 %}{{ s ~ 'y' ~ s }}",
+    ],
+)
+def test_sandbox_bounds_strings_and_lists_joined_by_operators(source: str) -> None:
+    with pytest.raises(TemplateError, match=r"would be too long \(over 1000000\)"):
+        render_template(source, {})
+
+
+def test_joining_operators_keep_their_meaning() -> None:
+    source = (
+        "{{ 1 + 2 }} {{ 'a' + 'b' }} {{ [1] + [2] }} {{ x ~ 3 ~ none }} {{ x|safe ~ x }}"
+        "{% autoescape false %} {{ x ~ '!' }}{% endautoescape %}"
+    )
+
+    html = render_template(source, {"x": "<i>"})
+
+    assert html == "3 ab [1, 2] &lt;i&gt;3None <i>&lt;i&gt; <i>!"
+
+
 def test_values_are_autoescaped() -> None:
     html = render_template("<p>{{ name }}</p>", {"name": "<script>alert(1)</script>"})
 

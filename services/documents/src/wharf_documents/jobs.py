@@ -5,7 +5,9 @@ A job row is written together with its render command in one transaction
 the message, renders within the render budget and the job's deadline,
 stores the PDF, then records the outcome and its event in one transaction.
 A failure that can never succeed (a template error, a refused fetch, a
-deadline) fails the job at once; a crashed worker is retried by the bus.
+deadline, running out of memory) fails the job at once; a crashed worker is
+retried by the bus, once: a job whose render crashes its worker twice in a row
+fails as worker_crashed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from wharf_common.envelope import Envelope
 from wharf_common.errors import ClientError, InvalidMessage, NotFound
 from wharf_documents import batches, templates
 from wharf_documents.context import BATCH_QUEUE, RENDER_QUEUE, SCHEMA
-from wharf_documents.errors import RenderError
+from wharf_documents.errors import RenderError, WorkerCrashed
 from wharf_documents.intake import check_data, job_deadline, render_command
 from wharf_documents.models import NewDocument
 from wharf_documents.render import RenderRequest
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DETAIL_LIMIT = 1000
+# The previous attempt's reason is kept while a job waits for its retry, so a
+# second crash in a row is seen; the render itself is then the likely cause.
+_CRASHED_AGAIN = (
+    "%s on two attempts in a row, so the render is not retried; one that passes"
+    " the worker memory limit inside a native library can end this way"
+)
 
 
 async def create(
@@ -125,7 +133,7 @@ async def handle_render(ctx: Context, delivery: Delivery) -> None:
         f"UPDATE {SCHEMA}.jobs SET status = 'rendering', attempts = attempts + 1,"
         " started_at = coalesce(started_at, now())"
         " WHERE id = $1 AND tenant = $2 AND status IN ('queued', 'rendering')"
-        " RETURNING id, tenant, template_id, data, deadline",
+        " RETURNING id, tenant, template_id, data, deadline, reason",
         job_id,
         envelope.tenant,
     )
@@ -145,6 +153,9 @@ async def handle_render(ctx: Context, delivery: Delivery) -> None:
         async with ctx.gate.slot(batch=delivery.queue == BATCH_QUEUE):
             result = await ctx.renderer.render(request)
     except RenderError as exc:
+        if isinstance(exc, WorkerCrashed) and job["reason"] == WorkerCrashed.reason:
+            await finish_failed(ctx, envelope, job_id, exc.reason, _CRASHED_AGAIN % exc.message)
+            return
         if exc.retryable:
             await _note_retry(ctx, job_id, exc)
             raise

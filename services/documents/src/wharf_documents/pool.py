@@ -7,6 +7,7 @@ import logging
 import math
 import multiprocessing
 import os
+import resource
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -84,6 +85,20 @@ def _cgroup_v1_quota() -> float | None:
     return quota / period
 
 
+def limit_memory(max_bytes: int) -> None:
+    """Cap this process's data segment (heap and private mappings) at `max_bytes`.
+
+    Past it, allocations fail: Python raises MemoryError, and native code
+    either reports the failure or aborts the process. Unlike the address
+    space, the data segment leaves out mapped libraries and font files, so
+    the cap follows the memory a render really uses.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        max_bytes = min(max_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (max_bytes, max_bytes))
+
+
 class WorkerPool:
     """Run picklable functions in worker processes, one task per worker at a time.
 
@@ -91,8 +106,9 @@ class WorkerPool:
     task fails with RenderDeadlineExceeded and a new worker takes its place. A
     worker that dies fails only the task it was running (WorkerCrashed).
     Workers are replaced after `max_tasks_per_worker` tasks to bound their
-    memory. Tasks wait in asyncio for a free worker, so cancelling a waiting
-    task costs nothing and a task's timeout starts when it starts.
+    memory, and each may use at most `max_memory_bytes` (0: no cap; see
+    limit_memory). Tasks wait in asyncio for a free worker, so cancelling a
+    waiting task costs nothing and a task's timeout starts when it starts.
     """
 
     def __init__(
@@ -100,10 +116,12 @@ class WorkerPool:
         workers: int | None = None,
         *,
         max_tasks_per_worker: int = 0,
+        max_memory_bytes: int = 0,
         preload: Sequence[str] = (),
     ) -> None:
         self.workers = workers or available_cpus()
         self.max_tasks_per_worker = max_tasks_per_worker
+        self.max_memory_bytes = max_memory_bytes
         self._preload = list(preload)
         self._slots = asyncio.Semaphore(self.workers)
         self._pool: ProcessPool | None = None
@@ -125,7 +143,11 @@ class WorkerPool:
             if self._preload:
                 context.set_forkserver_preload(self._preload)
             self._pool = ProcessPool(
-                max_workers=self.workers, max_tasks=self.max_tasks_per_worker, context=context
+                max_workers=self.workers,
+                max_tasks=self.max_tasks_per_worker,
+                context=context,
+                initializer=limit_memory if self.max_memory_bytes else None,
+                initargs=(self.max_memory_bytes,),
             )
             logger.debug("started %d workers", self.workers)
         return self._pool

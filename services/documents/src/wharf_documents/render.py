@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import pickle
+import resource
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from wharf_documents.settings import DocumentsSettings
 from wharf_documents.templating import render_template
 
 logger = logging.getLogger(__name__)
+
+_MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +130,17 @@ def _render_job(job: _Job) -> RenderResult:
     except RenderError:
         raise
     except MemoryError:
-        raise TooLarge("the render ran out of memory") from None
+        pass
     except Exception as exc:
         # Anything else must still cross the process boundary as a picklable error.
         raise RenderError(f"{type(exc).__name__}: {exc}") from None
+    # Out of memory. Raising outside the handler lets the MemoryError's
+    # traceback, and the half-built document its frames hold, be freed first.
+    gc.collect()
+    limit, _ = resource.getrlimit(resource.RLIMIT_DATA)
+    if limit == resource.RLIM_INFINITY:
+        raise TooLarge("the render ran out of memory")
+    raise TooLarge(f"the render needed more than the {limit // _MIB} MiB a worker may use")
 
 
 class Renderer:
@@ -145,6 +156,7 @@ class Renderer:
         self.pool = pool or WorkerPool(
             self.settings.render_workers,
             max_tasks_per_worker=self.settings.render_max_tasks_per_worker,
+            max_memory_bytes=self.settings.render_max_memory_bytes,
             preload=[__name__],
         )
         self._limits = RenderLimits(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from wharf_common.settings import ServiceSettings
 
 _MIB = 1024 * 1024
+_MIN_WORKER_MEMORY = 128 * _MIB
 
 
 class DocumentsSettings(ServiceSettings):
@@ -21,6 +22,12 @@ class DocumentsSettings(ServiceSettings):
     render_timeout: float = Field(default=60.0, gt=0, description="Hard budget of one render")
     render_max_tasks_per_worker: int = Field(
         default=200, ge=0, description="Renders before a worker is replaced (0: never)"
+    )
+    render_max_memory_bytes: int = Field(
+        default=2048 * _MIB,
+        ge=0,
+        description="Memory one worker may use (its data segment); a render past it fails "
+        "with too_large (0: no cap)",
     )
     render_max_template_bytes: int = 1 * _MIB
     render_max_assets_bytes: int = 50 * _MIB
@@ -62,3 +69,12 @@ class DocumentsSettings(ServiceSettings):
         description="host:port origins fetched even though they resolve to internal addresses; "
         "for test servers only, never from tenant input",
     )
+
+    @field_validator("render_max_memory_bytes")
+    @classmethod
+    def _room_to_start(cls, value: int) -> int:
+        # A worker holds about 50 MiB before its first render; a smaller cap
+        # (often MiB meant as bytes) would fail every render.
+        if 0 < value < _MIN_WORKER_MEMORY:
+            raise ValueError(f"must be 0 (no cap) or at least {_MIN_WORKER_MEMORY} bytes")
+        return value

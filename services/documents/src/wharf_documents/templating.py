@@ -18,9 +18,11 @@ from babel.numbers import (
     get_currency_precision,
     is_currency,
 )
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from markupsafe import Markup, escape
+from markupsafe import Markup, escape, soft_str
 
 from wharf_documents.barcodes import BarcodeValueError, code128_svg, qr_svg
 from wharf_documents.errors import TemplateError
@@ -42,10 +44,34 @@ class _FilterError(ValueError):
     """A filter given a value it cannot format; shown to the template's author."""
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, also bounding `*` and `**` so one expression cannot eat the memory."""
+class _CodeGenerator(CodeGenerator):
+    """Compiles `~` to check the length of what it joins before joining it."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # As Jinja's own, but the parts pass through environment.concat_parts.
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"{join}(environment.concat_parts((")
+        for part in node.nodes:
+            self.visit(part, frame)
+            self.write(", ")
+        self.write(")))")
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, also bounding `*`, `**`, `+` and `~` so one expression cannot eat the memory.
+
+    A loop can still grow a string by other means (filters, string methods);
+    the render worker's memory limit is what stops those.
+    """
+
+    code_generator_class = _CodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+"})
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator_: str, left: Any, right: Any
@@ -54,14 +80,29 @@ class _Environment(ImmutableSandboxedEnvironment):
             if isinstance(right, int) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(f"exponent larger than {MAX_EXPONENT}")
             return operator.pow(left, right)
+        if operator_ == "+":
+            if _is_sequence(left) and _is_sequence(right):
+                _check_length(len(left) + len(right), "the joined sequence")
+            return operator.add(left, right)
         for sequence, count in ((left, right), (right, left)):
-            if (
-                isinstance(sequence, str | list | tuple)
-                and isinstance(count, int)
-                and len(sequence) * count > MAX_SEQUENCE_RESULT
-            ):
-                raise SecurityError("the repeated sequence would be too long")
+            if _is_sequence(sequence) and isinstance(count, int):
+                _check_length(len(sequence) * count, "the repeated sequence")
         return operator.mul(left, right)
+
+    def concat_parts(self, parts: tuple[Any, ...]) -> list[str]:
+        """The operands of a `~` expression as strings, refusing a too long result."""
+        strings = [soft_str(part) for part in parts]
+        _check_length(sum(map(len, strings)), "the joined string")
+        return strings
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, str | list | tuple)
+
+
+def _check_length(length: int, what: str) -> None:
+    if length > MAX_SEQUENCE_RESULT:
+        raise SecurityError(f"{what} would be too long (over {MAX_SEQUENCE_RESULT})")
 
 
 def money(value: Any, currency: str, locale: str = DEFAULT_LOCALE) -> str:
