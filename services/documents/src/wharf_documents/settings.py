@@ -24,7 +24,7 @@ class DocumentsSettings(ServiceSettings):
         default=200, ge=0, description="Renders before a worker is replaced (0: never)"
     )
     render_max_memory_bytes: int = Field(
-        default=2048 * _MIB,
+        default=1024 * _MIB,
         ge=0,
         description="Memory one worker may use (its data segment); a render past it fails "
         "with too_large (0: no cap)",
