@@ -30,7 +30,7 @@ PASSWORD = "correct horse battery staple"
 # ends up missing.
 _FTP = {"dhl": FtpServer(host="127.0.0.1", port=9, timeout=2.0)}
 # Every scope a route of the public API asks for.
-ALL_SCOPES = sorted({route.scope for route in table({}) if route.scope is not None})
+ALL_SCOPES = sorted({scope for route in table({}) for scope in route.scopes})
 
 
 @dataclass

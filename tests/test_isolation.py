@@ -50,10 +50,11 @@ async def make_objects(platform: Platform, a: Tenant) -> dict[str, str]:
         ids[kind] = answer["id"]
 
     headers = {**a.key, "Content-Type": "application/json"}
-    status, _ = await platform.request(
+    status, accepted = await platform.request(
         "POST", "/v1/carriers/fedex/events", headers, data=FEDEX_PAYLOAD.read_bytes()
     )
     assert status == 202
+    ids["ingest"] = accepted["ingest_id"]
     async with asyncio.timeout(30):
         while not (await platform.request("GET", TRACKING, a.bearer))[1]["events"]:
             await asyncio.sleep(0.1)
@@ -68,6 +69,7 @@ def by_id(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
         ("GET", f"/v1/document-batches/{ids['batch']}", {}),
         ("GET", f"/v1/shipments/{ids['shipment']}", {}),
         ("GET", f"/v1/carrier-documents/{ids['carrier_documents']}", {}),
+        ("GET", f"/v1/carriers/fedex/events/{ids['ingest']}", {}),
         ("GET", f"{hook}/deliveries", {}),
         ("POST", f"{hook}/replay", {"json": {"since": "2020-01-01T00:00:00Z"}}),
         ("DELETE", hook, {}),
@@ -92,7 +94,7 @@ async def test_tenant_b_never_sees_tenant_a_objects(platform: Platform) -> None:
         assert (await platform.request("GET", "/v1/webhooks", credential))[1]["items"] == []
         assert (await platform.request("GET", TRACKING, credential))[1]["events"] == []
 
-    for method, path, kwargs in by_id(ids)[:5]:
+    for method, path, kwargs in by_id(ids)[:6]:
         status, _ = await platform.request(method, path, a.bearer, **kwargs)
         assert status in {200, 202}, (method, path)
     assert (await platform.request("GET", "/v1/templates", a.key))[1]["templates"]

@@ -353,14 +353,19 @@ async def test_carrier_intake_accepts_while_carrier_ingest_is_down(
     ) as response:
         assert response.status == 202
         accepted = await response.json()
+        location = response.headers["Location"]
     async with http.get(
         f"{gateway.url}/v1/shipments", headers=bearer(tenant["access_token"])
     ) as response:
         assert response.status == 503
         assert "carrier-ingest" in (await response.json())["detail"]
+    async with http.get(f"{gateway.url}{location}", headers=carrier) as response:
+        assert response.status == 503
 
     stored = gateway.runtime.store.root / tenant["tenant_id"] / "carrier-payloads" / "ups"
     assert [p.name for p in stored.rglob("*") if p.is_file()] == [accepted["ingest_id"]]
+    assert location == f"/v1/carriers/ups/events/{accepted['ingest_id']}"
+    assert accepted["links"] == {"ingest": location, "tracking_events": []}
 
 
 async def test_deadline_turns_into_504(
@@ -409,6 +414,9 @@ async def test_openapi_document_is_valid_openapi_3_1(
     assert "401" in paths["/v1/auth/token"]["post"]["responses"]
     assert "401" not in paths["/v1/tenants"]["post"]["responses"]
     assert "409" in paths["/v1/tenants"]["post"]["responses"]
+    status = paths["/v1/carriers/{carrier}/events/{ingest_id}"]["get"]["responses"]["200"]
+    schema = status["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/IngestStatus"}
 
 
 async def test_uploads_get_a_signed_put_url_under_the_tenant(
@@ -551,7 +559,7 @@ async def test_access_log_line_carries_tenant_and_request_id(
 def test_every_scope_a_route_asks_for_can_be_granted() -> None:
     grantable = set(typing.get_args(models.Scope))
 
-    asked = {route.scope for route in table({}) if route.scope is not None}
+    asked = {scope for route in table({}) for scope in route.scopes}
 
     assert asked <= grantable
 

@@ -152,6 +152,7 @@ async def attach_all(conn: Connection, items: list[Attachment]) -> list[list[Sta
             outcome=_outcome(item.result, len(fresh[index])),
             result=item.result,
             stored=len(fresh[index]),
+            status_changes=len(changes[index]),
         )
         for index, item in todo.items()
     }

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -16,6 +16,7 @@ from wharf_common.db import Connection
 from .models import ParseResult, TrackingEvent
 
 SCHEMA = "carrier_ingest"
+DEAD_LETTERED = "dead_lettered"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class IngestRecord:
     detail: str | None = None
     result: ParseResult | None = None
     stored: int = 0
+    status_changes: int = 0
 
 
 StoredKey = tuple[str, uuid.UUID, str, str]
@@ -174,17 +176,22 @@ async def record_ingests(
     await conn.execute(
         """
         INSERT INTO carrier_ingest.ingests (tenant, id, carrier, payload_ref, content_type,
-            received_at, outcome, detail, events, duplicates, not_found, carrier_errors)
+            received_at, outcome, detail, events, duplicates, not_found, carrier_errors,
+            status_changes, tracking)
         SELECT tenant, id, carrier, payload_ref, content_type, received_at, outcome, detail,
-            events, duplicates, not_found::jsonb, carrier_errors::jsonb
+            events, duplicates, not_found::jsonb, carrier_errors::jsonb, status_changes,
+            tracking::jsonb
         FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],
             $6::timestamptz[], $7::text[], $8::text[], $9::int[], $10::int[], $11::text[],
-            $12::text[]) AS u(tenant, id, carrier, payload_ref, content_type, received_at,
-            outcome, detail, events, duplicates, not_found, carrier_errors)
+            $12::text[], $13::int[], $14::text[]) AS u(tenant, id, carrier, payload_ref,
+            content_type, received_at, outcome, detail, events, duplicates, not_found,
+            carrier_errors, status_changes, tracking)
         ON CONFLICT (tenant, id) DO UPDATE SET outcome = excluded.outcome,
             detail = excluded.detail, events = excluded.events,
             duplicates = excluded.duplicates, not_found = excluded.not_found,
-            carrier_errors = excluded.carrier_errors, processed_at = now()
+            carrier_errors = excluded.carrier_errors,
+            status_changes = excluded.status_changes, tracking = excluded.tracking,
+            processed_at = now()
         """,
         *(list(column) for column in zip(*rows, strict=True)),
     )
@@ -205,7 +212,57 @@ def _ingest_row(record: IngestRecord) -> tuple[Any, ...]:
         (len(result.events) - record.stored) if result else 0,
         json.dumps([n.model_dump(mode="json") for n in result.not_found] if result else []),
         json.dumps([e.model_dump(mode="json") for e in result.errors] if result else []),
+        record.status_changes,
+        json.dumps(_tracking(result) if result else []),
     )
+
+
+def _tracking(result: ParseResult) -> list[dict[str, str]]:
+    keys = dict.fromkeys((event.carrier, event.tracking_number) for event in result.events)
+    return [{"carrier": carrier, "tracking_number": number} for carrier, number in keys]
+
+
+def ingest_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded ingest as the API shows it: handled, or failed with the reason."""
+    failed = row["outcome"] == DEAD_LETTERED
+    counts = {
+        "events": row["events"] + row["duplicates"],
+        "new_events": row["events"],
+        "duplicates": row["duplicates"],
+        "status_changes": row["status_changes"],
+    }
+    return {
+        "ingest_id": str(row["id"]),
+        "carrier": row["carrier"],
+        "status": "failed" if failed else "ingested",
+        "outcome": row["outcome"],
+        "received_at": row["received_at"].isoformat(),
+        "processed_at": row["processed_at"].isoformat(),
+        "counts": None if failed else counts,
+        "failure": {"adapter": row["carrier"], "reason": row["detail"]} if failed else None,
+        "not_found": row["not_found"],
+        "carrier_errors": row["carrier_errors"],
+        "tracking": row["tracking"],
+    }
+
+
+async def forget_ingests(
+    pool: asyncpg.Pool[asyncpg.Record], older_than: timedelta, *, batch: int = 10_000
+) -> int:
+    """Delete the records of payloads received more than `older_than` ago; return how many."""
+    cutoff = datetime.now(UTC) - older_than
+    forgotten = 0
+    while True:
+        status = await pool.execute(
+            "DELETE FROM carrier_ingest.ingests WHERE (tenant, id) IN"
+            " (SELECT tenant, id FROM carrier_ingest.ingests WHERE received_at < $1 LIMIT $2)",
+            cutoff,
+            batch,
+        )
+        deleted = int(status.rsplit(" ", 1)[-1])
+        forgotten += deleted
+        if deleted < batch:
+            return forgotten
 
 
 def event_row(row: asyncpg.Record) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""RPC handlers behind the gateway: shipments, tracking events and document jobs.
+"""RPC handlers behind the gateway: shipments, tracking events, ingests and document jobs.
 
 The tenant always comes from the envelope, which the gateway fills from the
 verified credential; a tenant named in a request body is never used.
@@ -9,19 +9,20 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from wharf_common import outbox
+from wharf_common import deadlines, outbox
 from wharf_common.db import Connection
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, Conflict, NotFound, Unauthorized
+from wharf_common.storage import ObjectStore
 
 from .attach import STATUS_CHANGED, status_changed
-from .db import SCHEMA, StatusChange, event_row, lock_numbers, shipment_row
+from .db import SCHEMA, StatusChange, event_row, ingest_row, lock_numbers, shipment_row
 from .documents import DocumentJobs
 
 RPC_QUEUE = "wharf.carrier-ingest.rpc"
@@ -61,17 +62,36 @@ class TrackingQuery(_Body):
     tracking_number: str = Field(min_length=1, max_length=100)
 
 
+class IngestQuery(_Body):
+    """One ingest; the gateway also names where it stored the payload, and when."""
+
+    carrier: str = Field(min_length=1, max_length=64)
+    ingest_id: uuid.UUID
+    payload_ref: str | None = Field(default=None, max_length=1024)
+    received_at: AwareDatetime | None = None
+
+
 class Handlers:
     """Dispatches RPC requests by type to the operation that answers them."""
 
-    def __init__(self, pool: asyncpg.Pool[Any], jobs: DocumentJobs) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        jobs: DocumentJobs,
+        store: ObjectStore,
+        *,
+        ingest_retention: timedelta,
+    ) -> None:
         self.pool = pool
         self.jobs = jobs
+        self.store = store
+        self.ingest_retention = ingest_retention
         self._operations: dict[str, Operation] = {
             "carrier.create_shipment": self.create_shipment,
             "carrier.list_shipments": self.list_shipments,
             "carrier.get_shipment": self.get_shipment,
             "carrier.tracking_events": self.tracking_events,
+            "carrier.get_ingest": self.get_ingest,
             "carrier.create_documents_job": self.jobs.create,
             "carrier.get_documents_job": self.jobs.get,
         }
@@ -192,6 +212,38 @@ class Handlers:
             "tracking_number": request.tracking_number,
             "events": events,
         }
+
+    async def get_ingest(self, tenant: str, data: dict[str, Any], env: Envelope) -> Any:
+        """What became of one posted payload: pending, ingested, or failed and why."""
+        request = IngestQuery.model_validate(data)
+        row = await self.pool.fetchrow(
+            "SELECT * FROM carrier_ingest.ingests WHERE tenant = $1 AND id = $2 AND carrier = $3",
+            tenant,
+            request.ingest_id,
+            request.carrier,
+        )
+        if row is not None:
+            return ingest_row(row)
+        if request.received_at is None or not await self._queued(tenant, request):
+            raise NotFound("no such ingest")
+        return {
+            "ingest_id": str(request.ingest_id),
+            "carrier": request.carrier,
+            "status": "pending",
+            "received_at": request.received_at.isoformat(),
+            "tracking": [],
+        }
+
+    async def _queued(self, tenant: str, request: IngestQuery) -> bool:
+        # Accepted but not handled yet: the payload is stored and no record
+        # says what became of it. Past the retention its record is gone too,
+        # so an old payload tells nothing any more.
+        ref, received_at = request.payload_ref, request.received_at
+        if ref is None or received_at is None or not ref.startswith(f"{tenant}/"):
+            return False
+        if received_at < deadlines.now() - self.ingest_retention:
+            return False
+        return await self.store.exists(ref)
 
     async def _events(
         self, db: Connection | asyncpg.Pool[Any], tenant: str, carrier: str, number: str

@@ -18,7 +18,7 @@ from wharf_common.storage import ObjectStore
 
 from .attach import STATUS_CHANGED as STATUS_CHANGED
 from .attach import Attacher, Attachment
-from .db import IngestRecord, StatusChange, record_ingests
+from .db import DEAD_LETTERED, IngestRecord, StatusChange, record_ingests
 from .errors import InvalidPayload, UnknownCarrier
 from .models import ParseResult
 from .parsing import AdapterRunner, AdapterTimeout
@@ -126,10 +126,14 @@ class Ingestor:
             ingest = PayloadReceived.model_validate(envelope.body)
         except ValueError:
             return
+        # The tenant reads this reason: without the consumer's label of the error
+        # class, and without the payload's ref, which has a column of its own.
+        detail = reason.replace("InvalidMessage: ", "", 1)
+        detail = detail.replace(f"; payload {ingest.payload_ref}", "")
         record = IngestRecord(
             tenant=envelope.tenant,
             ingest=ingest.model_dump(mode="json"),
-            outcome="dead_lettered",
-            detail=reason[:1000],
+            outcome=DEAD_LETTERED,
+            detail=detail[:1000],
         )
         await record_ingests(self.pool, [record])

@@ -49,3 +49,8 @@ class CarrierIngestSettings(ServiceSettings):
     attach_writers: int = Field(
         default=2, ge=1, description="Connections attaching parsed payloads in shared batches"
     )
+    ingest_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days an ingest's record, and so its status, is kept after receipt",
+    )

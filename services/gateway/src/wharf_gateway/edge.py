@@ -209,7 +209,7 @@ def _allowed(route: Route, principal: Principal) -> bool:
     if route.access == "admin":
         return principal.kind == "user" and "admin" in principal.roles
     if principal.kind == "api_key":
-        return route.scope is not None and route.scope in principal.scopes
+        return any(scope in principal.scopes for scope in route.scopes)
     if route.access == "carrier":
         return False
     return bool(_USER_ROLES.intersection(principal.roles))

@@ -252,11 +252,82 @@ CarrierFormat = Literal[
 ]
 
 
+class IngestLinks(BaseModel):
+    """Where to follow an ingest up."""
+
+    ingest: str = Field(description="The ingest's status")
+    tracking_events: list[str] = Field(
+        default_factory=list,
+        description="The tracking events of each tracking number the payload's events named;"
+        " empty until it is ingested",
+    )
+
+
 class IngestAccepted(BaseModel):
-    """A carrier payload stored and queued for translation."""
+    """A carrier payload stored and queued for translation; `links.ingest` follows it up."""
 
     ingest_id: uuid.UUID
     status: Literal["accepted"]
+    links: IngestLinks
+
+
+class IngestCounts(BaseModel):
+    """What a translated payload brought."""
+
+    events: int = Field(description="Events in the payload")
+    new_events: int = Field(description="Events not stored before")
+    duplicates: int = Field(description="Events already stored from an earlier payload")
+    status_changes: int = Field(description="Shipments whose current status moved")
+
+
+class IngestFailure(BaseModel):
+    """Why a payload could not be translated; it waits in the dead-letter queue."""
+
+    adapter: str = Field(description="The carrier format whose adapter was asked to read it")
+    reason: str
+
+
+class NotFoundReply(BaseModel):
+    """A tracking number the carrier says it does not know."""
+
+    tracking_number: str | None
+    code: str | None = None
+    message: str = ""
+
+
+class CarrierErrorReply(BaseModel):
+    """An error reply from the carrier."""
+
+    code: str | None
+    message: str
+    tracking_number: str | None = None
+
+
+class IngestStatus(BaseModel):
+    """What became of one posted carrier payload.
+
+    `pending` until carrier-ingest has handled it; then `ingested` (see
+    `outcome` and `counts`) or `failed` (see `failure`).
+    """
+
+    ingest_id: uuid.UUID
+    carrier: str
+    status: Literal["pending", "ingested", "failed"]
+    outcome: (
+        Literal["events", "duplicate", "not_found", "carrier_error", "empty", "dead_lettered"]
+        | None
+    ) = Field(
+        default=None,
+        description="events: new events stored; duplicate: all known already; not_found or"
+        " carrier_error: the carrier answered so; empty: nothing in it; dead_lettered: failed",
+    )
+    received_at: AwareDatetime
+    processed_at: AwareDatetime | None = None
+    counts: IngestCounts | None = None
+    failure: IngestFailure | None = None
+    not_found: list[NotFoundReply] = Field(default_factory=list)
+    carrier_errors: list[CarrierErrorReply] = Field(default_factory=list)
+    links: IngestLinks
 
 
 class CreateShipment(_Body):

@@ -36,6 +36,13 @@ class CarrierPath(BaseModel):
     carrier: models.CarrierFormat
 
 
+class IngestPath(BaseModel):
+    """A route whose path names one payload a carrier posted."""
+
+    carrier: models.CarrierFormat
+    ingest_id: uuid.UUID
+
+
 class CarrierEventsQuery(BaseModel):
     """The tracking number, for carrier formats whose replies do not name it."""
 
@@ -97,6 +104,9 @@ class Route:
     access: Access
     service: str
     scope: str | None = None
+    # Other scopes that grant an API key the route too, for a read that two
+    # kinds of caller need.
+    also_scopes: tuple[str, ...] = ()
     body: type[BaseModel] | None = None
     path_params: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
@@ -105,6 +115,11 @@ class Route:
     content_type: str = "application/json"
     handler: Handler | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """Every scope that grants an API key this route."""
+        return (self.scope, *self.also_scopes) if self.scope is not None else ()
 
     @property
     def operation_id(self) -> str:
@@ -157,6 +172,10 @@ def table(handlers: dict[str, Handler]) -> list[Route]:
               "carrier-ingest", scope="carrier:ingest", path_params=CarrierPath,
               query=CarrierEventsQuery, content_type="application/octet-stream",
               response=models.IngestAccepted, status=202),
+        Route("GET", "/v1/carriers/{carrier}/events/{ingest_id}",
+              "A posted payload's status: pending, ingested with counts, or failed and why",
+              "tenant", "carrier-ingest", scope="carrier:ingest", also_scopes=("tracking:read",),
+              path_params=IngestPath, response=models.IngestStatus),
         Route("GET", "/v1/tracking-events", "Canonical tracking events", "tenant",
               "carrier-ingest", scope="tracking:read", query=TrackingQuery,
               response=models.TrackingEvents),
