@@ -3,20 +3,28 @@
 Not a test. Runs carrier-ingest in this process against the local RabbitMQ and
 PostgreSQL (a throwaway vhost and database) with a local object store, and
 measures, in the same run, a bare aio-pika consume-and-ack loop over the
-same number of messages. Sizes come from the environment:
+same number of messages. Sizes come from flags or, for each flag, its
+variable:
 
-    WHARF_BENCH_PAYLOADS=20000 WHARF_BENCH_EVENTS=1 python services/carrier-ingest/bench.py
+    .venv/bin/python services/carrier-ingest/bench.py --payloads 20000 --events 1
+    WHARF_BENCH_PAYLOADS=20000 .venv/bin/python services/carrier-ingest/bench.py
 
-WHARF_BENCH_PROFILE=FILE also writes a cProfile of the service's stretch to
-FILE (it slows the run; read it with `python -m pstats FILE`).
+--profile FILE (WHARF_BENCH_PROFILE) also writes a cProfile of the service's
+stretch to FILE (it slows the run; read it with `python -m pstats FILE`).
+The servers are those the tests use (WHARF_TEST_DATABASE_URL,
+WHARF_TEST_MANAGEMENT_URL, WHARF_TEST_AMQP_HOST). The vhost and database it
+creates are removed at the end, also when it is stopped with Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import cProfile
 import json
 import os
+import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -35,34 +43,31 @@ from wharf_common.bus import EVENTS_EXCHANGE, command_queue_arguments
 from wharf_common.envelope import Envelope
 from wharf_common.runtime import Runtime
 
-PAYLOADS = int(os.environ.get("WHARF_BENCH_PAYLOADS", "20000"))
-EVENTS = int(os.environ.get("WHARF_BENCH_EVENTS", "1"))
 DATABASE = os.environ.get(
     "WHARF_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 MANAGEMENT = os.environ.get("WHARF_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
 AMQP_HOST = os.environ.get("WHARF_TEST_AMQP_HOST", "guest:guest@127.0.0.1:5672")
-PROFILE = os.environ.get("WHARF_BENCH_PROFILE")
 TENANT = str(uuid.uuid4())
 
 
-def fedex_payload(number: str) -> bytes:
+def fedex_payload(number: str, events: int) -> bytes:
     start = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
     scans = [
         {
             "date": (start + timedelta(hours=i)).isoformat(),
-            "eventType": "DL" if i == EVENTS - 1 else "IT",
-            "eventDescription": "Delivered" if i == EVENTS - 1 else "In transit",
+            "eventType": "DL" if i == events - 1 else "IT",
+            "eventDescription": "Delivered" if i == events - 1 else "In transit",
             "scanLocation": {"city": "MEMPHIS", "countryCode": "US"},
         }
-        for i in range(EVENTS)
+        for i in range(events)
     ]
     result = {"trackingNumberInfo": {"trackingNumber": number}, "scanEvents": scans}
     body = {"trackingNumber": number, "trackResults": [result]}
     return json.dumps({"output": {"completeTrackResults": [body]}}).encode()
 
 
-async def bare_loop(amqp_url: str, prefetch: int) -> float:
+async def bare_loop(amqp_url: str, prefetch: int, payloads: int) -> float:
     """Messages per second of a plain consume-and-ack loop on a quorum queue."""
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
@@ -73,7 +78,7 @@ async def bare_loop(amqp_url: str, prefetch: int) -> float:
     await asyncio.gather(
         *(
             channel.default_exchange.publish(aio_pika.Message(body), "bench.bare")
-            for _ in range(PAYLOADS)
+            for _ in range(payloads)
         )
     )
     consume = await connection.channel()
@@ -87,7 +92,7 @@ async def bare_loop(amqp_url: str, prefetch: int) -> float:
         Envelope.decode(message.body)
         await message.ack()
         seen += 1
-        if seen == PAYLOADS:
+        if seen == payloads:
             done.set()
 
     meter = CpuMeter()
@@ -95,9 +100,9 @@ async def bare_loop(amqp_url: str, prefetch: int) -> float:
     await queue.consume(on_message)
     await done.wait()
     elapsed = time.perf_counter() - started
-    print(f"CPU per message of the bare loop: {meter.per(PAYLOADS)}")
+    print(f"CPU per message of the bare loop: {meter.per(payloads)}")
     await connection.close()
-    return PAYLOADS / elapsed
+    return payloads / elapsed
 
 
 def cpu_seconds(*names: str) -> float:
@@ -139,8 +144,11 @@ class CpuMeter:
         return f"service {this:.3f} ms, RabbitMQ {broker:.3f} ms, PostgreSQL {database:.3f} ms"
 
 
-async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[float, float]:
+async def service_run(
+    args: argparse.Namespace, amqp_url: str, database_url: str, storage: str
+) -> tuple[float, float]:
     """Events per second and payloads per second through carrier-ingest."""
+    payloads, events, profile = args.payloads, args.events, args.profile
     settings = CarrierIngestSettings(
         amqp_url=amqp_url,
         database_url=database_url,
@@ -153,9 +161,18 @@ async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[f
         outbox_poll_interval=0.1,
     )
     rt = Runtime(spec(), settings)
+    try:
+        return await _through_service(rt, payloads, events, profile)
+    finally:
+        await rt.close()
+
+
+async def _through_service(
+    rt: Runtime, payloads: int, events: int, profile: str | None
+) -> tuple[float, float]:
     await rt.spec.setup(rt)
     await rt.connect()
-    numbers = [f"7{i:011d}" for i in range(PAYLOADS)]
+    numbers = [f"7{i:011d}" for i in range(payloads)]
     await rt.db.executemany(
         "INSERT INTO carrier_ingest.shipments (tenant, id, carrier, tracking_number)"
         " VALUES ($1, $2, 'fedex', $3)",
@@ -165,7 +182,7 @@ async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[f
     envelopes = []
     for number in numbers:
         ref = f"{TENANT}/carrier-payloads/fedex/bench/{number}"
-        await rt.store.put(ref, fedex_payload(number), "application/json")
+        await rt.store.put(ref, fedex_payload(number, events), "application/json")
         body = {
             "ingest_id": str(uuid.uuid4()),
             "carrier": "fedex",
@@ -175,7 +192,7 @@ async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[f
         }
         envelopes.append(Envelope(type=PAYLOAD_RECEIVED, tenant=TENANT, body=body))
     await rt.bus.declare_command_queue(PAYLOADS_QUEUE)
-    for start in range(0, PAYLOADS, 1000):
+    for start in range(0, payloads, 1000):
         await asyncio.gather(
             *(rt.bus.send(PAYLOADS_QUEUE, e) for e in envelopes[start : start + 1000])
         )
@@ -186,30 +203,29 @@ async def service_run(amqp_url: str, database_url: str, storage: str) -> tuple[f
     changes = await listener.declare_queue(exclusive=True)
     await changes.bind(EVENTS_EXCHANGE, STATUS_CHANGED)
 
-    profiler = cProfile.Profile() if PROFILE else None
+    profiler = cProfile.Profile() if profile else None
     meter = CpuMeter()
     started = time.perf_counter()
     if profiler:
         profiler.enable()
     await rt.start_work()
-    committed = await _until_committed(rt, PAYLOADS * EVENTS, started)
+    committed = await _until_committed(rt, payloads * events, started)
     published = await _published(listener, changes.name)
     print(f"events committed after {committed:.2f} s; status changes published so far {published}")
     async with asyncio.timeout(600):
-        while published < PAYLOADS:
+        while published < payloads:
             await asyncio.sleep(0.05)
             published = await _published(listener, changes.name)
     elapsed = time.perf_counter() - started
     if profiler:
         profiler.disable()
-        profiler.dump_stats(PROFILE)
-    print(f"CPU per payload: {meter.per(PAYLOADS)}")
+        profiler.dump_stats(profile)
+    print(f"CPU per payload: {meter.per(payloads)}")
     stored = await rt.db.fetchval("SELECT count(*) FROM carrier_ingest.tracking_events")
-    assert stored == PAYLOADS * EVENTS, stored
+    assert stored == payloads * events, stored
     rt.stopping.set()
     await rt.drain()
-    await rt.close()
-    return stored / elapsed, PAYLOADS / elapsed
+    return stored / elapsed, payloads / elapsed
 
 
 async def _published(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
@@ -228,28 +244,55 @@ async def _until_committed(rt: Runtime, count: int, started: float) -> float:
     return time.perf_counter() - started
 
 
-async def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line: sizes, each defaulting to its environment variable."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--payloads",
+        type=int,
+        default=int(os.environ.get("WHARF_BENCH_PAYLOADS", "20000")),
+        help="FedEx payloads to ingest (WHARF_BENCH_PAYLOADS; default %(default)d)",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=int(os.environ.get("WHARF_BENCH_EVENTS", "1")),
+        help="scan events per payload (WHARF_BENCH_EVENTS; default %(default)d)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=os.environ.get("WHARF_BENCH_PROFILE"),
+        help="write a cProfile of the service's stretch to FILE (WHARF_BENCH_PROFILE)",
+    )
+    return parser
+
+
+async def main(args: argparse.Namespace) -> None:
     vhost = quote(f"wharf-bench-{uuid.uuid4().hex[:8]}", safe="")
     api = MANAGEMENT.rstrip("/") + "/api"
     name = f"wharf_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(DATABASE)
-    await admin.execute(f'CREATE DATABASE "{name}"')
     database_url = urlunsplit(urlsplit(DATABASE)._replace(path=f"/{name}"))
     async with aiohttp.ClientSession() as http:
-        (await http.put(f"{api}/vhosts/{vhost}")).raise_for_status()
-        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-        (await http.put(f"{api}/permissions/{vhost}/guest", json=permissions)).raise_for_status()
-        amqp_url = f"amqp://{AMQP_HOST}/{vhost}"
         try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            (await http.put(f"{api}/vhosts/{vhost}")).raise_for_status()
+            permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+            grant = await http.put(f"{api}/permissions/{vhost}/guest", json=permissions)
+            grant.raise_for_status()
+            amqp_url = f"amqp://{AMQP_HOST}/{vhost}"
             with tempfile.TemporaryDirectory() as storage:
-                bare = await bare_loop(amqp_url, prefetch=128)
-                events, payloads = await service_run(amqp_url, database_url, storage)
+                bare = await bare_loop(amqp_url, prefetch=128, payloads=args.payloads)
+                events, payloads = await service_run(args, amqp_url, database_url, storage)
         finally:
             await http.delete(f"{api}/vhosts/{vhost}")
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
     cores = len(os.sched_getaffinity(0))
-    print(f"payloads: {PAYLOADS}, events per payload: {EVENTS}, cores: {cores}")
+    print(f"payloads: {args.payloads}, events per payload: {args.events}, cores: {cores}")
     print(f"bare aio-pika consume+ack: {bare:,.0f} msg/s")
     print(f"carrier-ingest: {events:,.0f} events/s, {payloads:,.0f} payloads/s")
     print(
@@ -259,4 +302,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parser().parse_args()
+    # SIGTERM stops the run as Ctrl-C does, so the cleanup above still runs.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(main(arguments))
+    except KeyboardInterrupt:
+        sys.exit("carrier-ingest bench: stopped before the end; its vhost and database are removed")
