@@ -37,7 +37,9 @@ async def _serve() -> int:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"serving on {port}, http port {os.environ.get('WHARF_HTTP_PORT')}", flush=True)
+    http_port = os.environ.get("WHARF_HTTP_PORT")
+    reuse_port = os.environ.get("WHARF_HTTP_REUSE_PORT")
+    print(f"serving on {port}, http port {http_port}, reuse port {reuse_port}", flush=True)
 
     stop = asyncio.Event()
     if os.environ.get("FAKE_IGNORE_SIGTERM") == "1":

@@ -10,7 +10,7 @@ import pytest
 from pypdf import PdfReader
 
 from wharf_cli import demo_ftp
-from wharf_cli.demo_payloads import carrier_for, folder_payloads, own_payloads
+from wharf_cli.demo_payloads import NotAPayload, carrier_for, folder_payloads, own_payloads
 from wharf_cli.main import build_parser
 
 
@@ -23,22 +23,59 @@ from wharf_cli.main import build_parser
         ("royalmail_mailpieces_events.json", b"{", "royalmail"),
         ("canadapost_x12_214.edi", b"ISA*00*", "x12_214"),
         ("delivered.edi", b"UNA:+.? '", "edifact_iftsta"),
-        ("notes.json", b"{", None),
     ],
 )
-def test_file_names_map_to_carrier_formats(name: str, head: bytes, carrier: str | None) -> None:
+def test_file_names_map_to_carrier_formats(name: str, head: bytes, carrier: str) -> None:
     assert carrier_for(Path(name), head) == carrier
 
 
-def test_folder_skips_files_it_cannot_map(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "head", "reason"),
+    [
+        ("notes.json", b"{", "no carrier format matches its name"),
+        ("hermes_eventcodes_cp1252.csv", b"3x3", "hermes payloads are JSON, not CSV"),
+        ("fedex_scan.xml", b"<", "fedex payloads are JSON, not XML"),
+        ("manifest.edi", b"HDR", "an .edi file that is neither X12 nor EDIFACT"),
+        ("fedex_label.pdf", b"%PDF", "no carrier format is a .pdf file"),
+    ],
+)
+def test_files_no_format_reads_are_refused_with_the_reason(
+    name: str, head: bytes, reason: str
+) -> None:
+    with pytest.raises(NotAPayload) as refused:
+        carrier_for(Path(name), head)
+
+    assert str(refused.value) == reason
+
+
+def test_folder_skips_files_it_cannot_map_and_says_why(tmp_path: Path) -> None:
     (tmp_path / "fedex_one.json").write_text('{"trackingNumber": "794600000999"}')
+    (tmp_path / "hermes_codes.csv").write_text("code;text\n")
     (tmp_path / "readme.md").write_text("not a payload")
 
     payloads, skipped = folder_payloads(tmp_path)
 
     assert [p.carrier for p in payloads] == ["fedex"]
     assert payloads[0].shipments == [("fedex", "794600000999")]
-    assert skipped == ["readme.md"]
+    assert payloads[0].content_type == "application/json"
+    assert payloads[0].tracking_number is None
+    assert skipped == [
+        ("hermes_codes.csv", "hermes payloads are JSON, not CSV"),
+        ("readme.md", "no carrier format is a .md file"),
+    ]
+
+
+def test_payloads_that_name_no_parcel_get_a_number_and_its_shipment(tmp_path: Path) -> None:
+    (tmp_path / "dpd_reply.xml").write_text("<trackingresult/>")
+    (tmp_path / "sendle_labelled.json").write_text('{"sendle_reference": "S3ND1E42"}')
+
+    dpd, sendle = folder_payloads(tmp_path)[0]
+
+    assert dpd.tracking_number is not None
+    assert dpd.shipments == [("dpd", dpd.tracking_number)]
+    assert dpd.content_type == "text/xml"
+    assert sendle.tracking_number == "S3ND1E42"
+    assert sendle.shipments == [("sendle", "S3ND1E42")]
 
 
 def test_own_payloads_name_their_shipments() -> None:

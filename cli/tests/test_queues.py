@@ -7,8 +7,12 @@ import uuid
 from typing import Any
 
 import aio_pika
+import pytest
 
-from wharf_common.queues import depths, queue_depths
+from wharf_cli.backend import ServiceState
+from wharf_cli.settings import CliSettings
+from wharf_cli.stack import print_table, stack_depths
+from wharf_common.queues import depths, queue_depths, vhost_of
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672/"
@@ -46,7 +50,7 @@ async def test_depth_of_a_real_queue_counts_unacked_messages() -> None:
         seen = None
         async with asyncio.timeout(30):
             while seen != {service: 3}:
-                seen = await queue_depths(MANAGEMENT_URL, [service])
+                seen = await queue_depths(MANAGEMENT_URL, [service], "/")
                 await asyncio.sleep(0.5)
         await held.ack()
         await queue.delete(if_unused=False, if_empty=False)
@@ -55,4 +59,54 @@ async def test_depth_of_a_real_queue_counts_unacked_messages() -> None:
 
 
 async def test_unreachable_management_api_gives_no_depths() -> None:
-    assert await queue_depths("http://guest:guest@127.0.0.1:1/", ["auth"]) is None
+    assert await queue_depths("http://guest:guest@127.0.0.1:1/", ["auth"], "/") is None
+
+
+async def _fill(amqp_url: str, queue: str, count: int) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, auto_delete=False)
+        for n in range(count):
+            await channel.default_exchange.publish(
+                aio_pika.Message(str(n).encode()), routing_key=queue
+            )
+    finally:
+        await connection.close()
+
+
+async def _delete(amqp_url: str, queue: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
+    finally:
+        await connection.close()
+
+
+async def test_stack_tables_count_only_the_stacks_own_virtual_host(
+    amqp_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = f"cli-test-{uuid.uuid4().hex[:8]}"
+    queue = f"wharf.{service}.work"
+    await _fill(amqp_url, queue, 2)
+    await _fill(AMQP_URL, queue, 5)
+    try:
+        # The management API refreshes its counters every few seconds.
+        seen: list[dict[str, int] | None] = []
+        async with asyncio.timeout(30):
+            while seen != [{service: 2}, {service: 5}]:
+                await asyncio.sleep(0.5)
+                seen = [
+                    await queue_depths(MANAGEMENT_URL, [service], vhost)
+                    for vhost in (vhost_of(amqp_url), "/")
+                ]
+        settings = CliSettings(amqp_url=amqp_url, management_url=MANAGEMENT_URL)
+
+        assert await stack_depths(settings, [service]) == {service: 2}
+        await print_table([ServiceState(name=service, desired=0)], settings)
+    finally:
+        await _delete(AMQP_URL, queue)
+
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row == [service, "0", "0", "0", "2", "-"]

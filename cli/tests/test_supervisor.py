@@ -56,6 +56,20 @@ async def test_up_brings_every_task_ready(
     assert all(home.task_log(task.name).exists() for task in tasks)
 
 
+async def test_only_tasks_of_a_shared_port_bind_it_with_reuse_port(
+    make_supervisor: MakeSupervisor, fake_spec: FakeSpec, home: Home
+) -> None:
+    specs = [fake_spec("front", shared=True), fake_spec("back")]
+    supervisor = make_supervisor(specs, env={**os.environ, "WHARF_HTTP_REUSE_PORT": "true"})
+
+    await supervisor.start()
+    async with asyncio.timeout(15):
+        await supervisor.wait_settled()
+
+    assert "reuse port true" in home.task_log("front-1").read_text()
+    assert "reuse port false" in home.task_log("back-1").read_text()
+
+
 async def test_each_task_serves_its_own_ops_port(
     make_supervisor: MakeSupervisor, fake_spec: FakeSpec
 ) -> None:

@@ -36,9 +36,13 @@ def free_port() -> int:
 class Task:
     """One task of the sample service, run as a real process."""
 
-    def __init__(self, amqp_url: str, database_url: str, tmp: Path, **env: str) -> None:
-        self.port = free_port()
-        self.log = open(tmp / f"task-{self.port}.log", "wb")  # noqa: SIM115
+    def __init__(
+        self, amqp_url: str, database_url: str, tmp: Path, port: int | None = None, **env: str
+    ) -> None:
+        self.port = port or free_port()
+        # Tasks sharing an HTTP port are told apart by their ops ports.
+        self.probe_port = int(env.get("WHARF_OPS_PORT", self.port))
+        self.log = open(tmp / f"task-{self.probe_port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sample_service"],
             cwd=HERE,
@@ -62,7 +66,8 @@ class Task:
             while True:
                 assert self.process.poll() is None, "the task exited before it was ready"
                 try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as response:
+                    url = f"http://127.0.0.1:{self.probe_port}/readyz"
+                    async with http.get(url) as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -80,8 +85,8 @@ class Task:
 def start_task(amqp_url: str, database_url: str, tmp_path: Path) -> Iterator[Callable[..., Task]]:
     tasks: list[Task] = []
 
-    def start(**env: str) -> Task:
-        task = Task(amqp_url, database_url, tmp_path, **env)
+    def start(port: int | None = None, **env: str) -> Task:
+        task = Task(amqp_url, database_url, tmp_path, port, **env)
         tasks.append(task)
         return task
 
@@ -164,6 +169,34 @@ async def test_start_line_has_version_and_no_secrets(
     output = await asyncio.to_thread(Path(task.log.name).read_text)
     assert "starting sample 0" in output
     assert "very-secret-value" not in output
+
+
+async def test_a_task_whose_port_is_taken_exits_saying_so(
+    start_task: Callable[..., Task],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        task = start_task(taken.getsockname()[1])
+        code = await asyncio.to_thread(task.process.wait, 60)
+
+    output = await asyncio.to_thread(Path(task.log.name).read_text)
+    assert code == 1
+    assert f"port {task.port} (WHARF_HTTP_PORT) is in use by another process" in output
+
+
+async def test_tasks_share_a_port_only_when_told_to(start_task: Callable[..., Task]) -> None:
+    port = free_port()
+    shared = {"port": port, "WHARF_HTTP_REUSE_PORT": "true"}
+    first = start_task(**shared, WHARF_OPS_PORT=str(free_port()))
+    second = start_task(**shared, WHARF_OPS_PORT=str(free_port()))
+    await asyncio.gather(first.wait_ready(), second.wait_ready())
+
+    stray = start_task(port, WHARF_OPS_PORT=str(free_port()))
+    code = await asyncio.to_thread(stray.process.wait, 60)
+
+    assert code == 1
+    assert first.process.poll() is None and second.process.poll() is None
 
 
 async def test_a_started_service_freezes_its_startup_heap_until_it_closes(

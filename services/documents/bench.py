@@ -39,7 +39,9 @@ invoice itself, about ten times slower).
 The last line sums up the three targets: the service at 0.9 of the limit or
 more, at least 4 times the process-per-document rate, and worker memory flat
 with the default recycling. --strict exits 1 on a warning or a missed target.
-Sizes also come from WHARF_BENCH_RENDERS and WHARF_CORPUS.
+Sizes also come from WHARF_BENCH_RENDERS and WHARF_CORPUS. The virtual host
+and database of --service are removed at the end, also when the run is
+stopped with Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import base64
 import io
 import multiprocessing
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -154,13 +157,19 @@ def _limit(directory: Path, per_process: int, processes: int) -> dict[str, float
         context.Process(target=_limit_loop, args=(html, base_url, per_process, start, cpu))
         for _ in range(processes)
     ]
-    for loop in loops:
-        loop.start()
-    start.wait()
-    started = time.perf_counter()
-    for loop in loops:
-        loop.join()
-    wall = time.perf_counter() - started
+    try:
+        for loop in loops:
+            loop.start()
+        start.wait()
+        started = time.perf_counter()
+        for loop in loops:
+            loop.join()
+        wall = time.perf_counter() - started
+    finally:
+        # Only when the run is stopped midway: loops left rendering are not waited for.
+        for loop in loops:
+            if loop.is_alive():
+                loop.terminate()
     if any(loop.exitcode != 0 for loop in loops):
         raise RuntimeError("a process of the in-process limit failed")
     renders = processes * per_process
@@ -492,21 +501,51 @@ def _cold(directory: Path, count: int, workers: int) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its figures; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "-n", type=int, default=int(os.environ.get("WHARF_BENCH_RENDERS", "50")), help="renders"
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workers", type=int, default=available_cpus())
-    parser.add_argument("--max-ms", type=float, default=DEFAULT_MAX_MS)
-    parser.add_argument("--max-ratio", type=float, default=DEFAULT_MAX_RATIO)
-    parser.add_argument("--max-write-ratio", type=float, default=DEFAULT_MAX_WRITE_RATIO)
+    parser.add_argument(
+        "-n",
+        type=int,
+        default=int(os.environ.get("WHARF_BENCH_RENDERS", "50")),
+        help="renders per measurement (WHARF_BENCH_RENDERS; default %(default)d)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=available_cpus(),
+        help="render workers, and processes of the limit (default: CPUs available, %(default)d)",
+    )
+    parser.add_argument(
+        "--max-ms",
+        type=float,
+        default=DEFAULT_MAX_MS,
+        help="warn when the baseline invoice p50 is over this (default %(default)g)",
+    )
+    parser.add_argument(
+        "--max-ratio",
+        type=float,
+        default=DEFAULT_MAX_RATIO,
+        help="warn when renderer p50 / baseline p50 is over this (default %(default)g)",
+    )
+    parser.add_argument(
+        "--max-write-ratio",
+        type=float,
+        default=DEFAULT_MAX_WRITE_RATIO,
+        help="warn when PDF writing / layout time is over this (default %(default)g)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 on any warning")
     parser.add_argument("--service", type=int, default=0, help="documents through the service")
     parser.add_argument("--cold", type=int, default=0, help="fresh processes, one per document")
     parser.add_argument(
         "--memory", type=int, default=0, help="renders while sampling the workers' memory"
     )
-    parser.add_argument("--memory-template", choices=("small", "invoice"), default="small")
+    parser.add_argument(
+        "--memory-template",
+        choices=("small", "invoice"),
+        default="small",
+        help="what --memory renders (default %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     directory = _invoice_dir()
@@ -611,4 +650,10 @@ def _target(figure: str, met: bool, goal: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM stops the run as Ctrl-C does, so the service run's scratch
+    # virtual host and database are still removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("documents bench: stopped before the end; its vhost and database are removed")

@@ -7,17 +7,24 @@ request rate on loopback. The schedule is open-loop: request i is due at
 start + i / rate whatever happened before it, and its latency counts from
 when it was due, so a stall is not hidden by the requests it delayed. The
 login path (argon2id at the service's default cost) is measured on its own,
-at a lower rate. Sizes come from the environment:
+at a lower rate. Sizes come from flags or, for each flag, its variable:
 
-    WHARF_BENCH_RATE=300 WHARF_BENCH_SECONDS=10 WHARF_BENCH_LOGIN_RATE=10 \\
-        python services/gateway/bench.py
+    .venv/bin/python services/gateway/bench.py --rate 300 --seconds 10 --login-rate 10
+    WHARF_BENCH_RATE=300 .venv/bin/python services/gateway/bench.py
+
+The servers are those the tests use (WHARF_TEST_DATABASE_URL,
+WHARF_TEST_MANAGEMENT_URL, WHARF_TEST_AMQP_HOST, WHARF_TEST_REDIS_URL). The
+vhost, database and Redis keys it creates are removed at the end, also when
+it is stopped with Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -34,10 +41,6 @@ import asyncpg
 import redis.asyncio as redis
 from aiohttp import web
 
-RATE = float(os.environ.get("WHARF_BENCH_RATE", "300"))
-SECONDS = float(os.environ.get("WHARF_BENCH_SECONDS", "10"))
-LOGIN_RATE = float(os.environ.get("WHARF_BENCH_LOGIN_RATE", "10"))
-LOGIN_SECONDS = float(os.environ.get("WHARF_BENCH_LOGIN_SECONDS", "5"))
 DATABASE = os.environ.get(
     "WHARF_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -151,6 +154,29 @@ async def prepare(http: aiohttp.ClientSession, gateway: str) -> tuple[dict[str, 
     return {**headers, "X-Login": email}, shipment_id
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line: sizes, each defaulting to its environment variable."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+    def size(flag: str, variable: str, default: str, what: str) -> None:
+        parser.add_argument(
+            flag,
+            type=float,
+            default=float(os.environ.get(variable, default)),
+            help=f"{what} ({variable}; default %(default)g)",
+        )
+
+    size("--rate", "WHARF_BENCH_RATE", "300", "authenticated GETs a second")
+    size("--seconds", "WHARF_BENCH_SECONDS", "10", "seconds of GETs")
+    size("--login-rate", "WHARF_BENCH_LOGIN_RATE", "10", "logins a second")
+    size("--login-seconds", "WHARF_BENCH_LOGIN_SECONDS", "5", "seconds of logins")
+    # The bare handler runs in a process of its own, started by this script.
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    return parser
+
+
 def spawn(logs: Path, env: dict[str, str], ports: dict[str, int]) -> dict[str, Any]:
     """Start each service, its log in `logs`, and the bare handler, as processes."""
     logs.mkdir()
@@ -164,12 +190,15 @@ def spawn(logs: Path, env: dict[str, str], ports: dict[str, int]) -> dict[str, A
                 stderr=subprocess.STDOUT,
             )
     processes["bare"] = subprocess.Popen(
-        [sys.executable, __file__, "bare", str(ports["bare"])], env=env
+        [sys.executable, __file__, "--serve-bare", str(ports["bare"])], env=env
     )
     return processes
 
 
-async def measure(folder: Path, amqp_url: str, database_url: str, prefix: str) -> None:
+async def measure(
+    args: argparse.Namespace, folder: Path, amqp_url: str, database_url: str, prefix: str
+) -> None:
+    rate, seconds = args.rate, args.seconds
     ports = {name: free_port() for name in (*SERVICES, "bare")}
     env = {
         **os.environ,
@@ -200,16 +229,16 @@ async def measure(folder: Path, amqp_url: str, database_url: str, prefix: str) -
             email = headers.pop("X-Login")
             read = f"{gateway}/v1/shipments/{shipment_id}"
 
-            await open_loop(http, "GET", bare, RATE, 1)
-            await open_loop(http, "GET", read, RATE, 1, headers=headers)
-            base = await open_loop(http, "GET", bare, RATE, SECONDS)
-            through = await open_loop(http, "GET", read, RATE, SECONDS, headers=headers)
+            await open_loop(http, "GET", bare, rate, 1)
+            await open_loop(http, "GET", read, rate, 1, headers=headers)
+            base = await open_loop(http, "GET", bare, rate, seconds)
+            through = await open_loop(http, "GET", read, rate, seconds, headers=headers)
             login = await open_loop(
                 http,
                 "POST",
                 f"{gateway}/v1/auth/token",
-                LOGIN_RATE,
-                LOGIN_SECONDS,
+                args.login_rate,
+                args.login_seconds,
                 json={"email": email, "password": PASSWORD},
             )
     finally:
@@ -222,34 +251,36 @@ async def measure(folder: Path, amqp_url: str, database_url: str, prefix: str) -
                 process.kill()
 
     cores = len(os.sched_getaffinity(0))
-    print(f"cores: {cores}, rate: {RATE:.0f}/s for {SECONDS:.0f} s, open loop")
+    print(f"cores: {cores}, rate: {rate:.0f}/s for {seconds:.0f} s, open loop")
     print(f"bare aiohttp GET:              {base.line()}")
     print(f"gateway GET /v1/shipments/{{id}}: {through.line()}")
-    print(f"login POST /v1/auth/token at {LOGIN_RATE:.0f}/s: {login.line()}")
+    print(f"login POST /v1/auth/token at {args.login_rate:.0f}/s: {login.line()}")
     ratio = statistics.median(through.latencies) / statistics.median(base.latencies)
     print(
         f"SUMMARY get p50={through.p(0.5):.2f}ms (target 5) p99={through.p(0.99):.2f}ms"
-        f" (target 25) rps={through.achieved:.0f}/{RATE:.0f} bare p50={base.p(0.5):.2f}ms"
+        f" (target 25) rps={through.achieved:.0f}/{rate:.0f} bare p50={base.p(0.5):.2f}ms"
         f" ratio={ratio:.1f} login p50={login.p(0.5):.1f}ms p99={login.p(0.99):.1f}ms"
     )
 
 
-async def main() -> None:
+async def main(args: argparse.Namespace) -> None:
     vhost = quote(f"wharf-bench-{uuid.uuid4().hex[:8]}", safe="")
     api = MANAGEMENT.rstrip("/") + "/api"
     name = f"wharf_bench_{uuid.uuid4().hex[:8]}"
     prefix = f"wharf-bench:{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(DATABASE)
-    await admin.execute(f'CREATE DATABASE "{name}"')
     database_url = urlunsplit(urlsplit(DATABASE)._replace(path=f"/{name}"))
     client = redis.Redis.from_url(REDIS)
     async with aiohttp.ClientSession() as http:
-        (await http.put(f"{api}/vhosts/{vhost}")).raise_for_status()
-        permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-        (await http.put(f"{api}/permissions/{vhost}/guest", json=permissions)).raise_for_status()
         try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            (await http.put(f"{api}/vhosts/{vhost}")).raise_for_status()
+            permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+            grant = await http.put(f"{api}/permissions/{vhost}/guest", json=permissions)
+            grant.raise_for_status()
             with tempfile.TemporaryDirectory() as folder:
-                await measure(Path(folder), f"amqp://{AMQP_HOST}/{vhost}", database_url, prefix)
+                amqp_url = f"amqp://{AMQP_HOST}/{vhost}"
+                await measure(args, Path(folder), amqp_url, database_url, prefix)
         finally:
             await http.delete(f"{api}/vhosts/{vhost}")
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -261,7 +292,13 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["bare"]:
-        serve_bare(int(sys.argv[2]))
-    else:
-        asyncio.run(main())
+    arguments = parser().parse_args()
+    if arguments.serve_bare is not None:
+        serve_bare(arguments.serve_bare)
+        sys.exit()
+    # SIGTERM stops the run as Ctrl-C does, so the cleanup above still runs.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(main(arguments))
+    except KeyboardInterrupt:
+        sys.exit("gateway bench: stopped before the end; its vhost and database are removed")

@@ -7,17 +7,22 @@ Measures, in one run against the local RabbitMQ and PostgreSQL:
   while the sink is stopped, then a sink process drains it;
 - a raw COPY of the same records into the same table, for the ratio.
 
-Sizes come from the environment: WHARF_BENCH_RECORDS (default 300000) and
-WHARF_BENCH_PER_MESSAGE (default 500, what BusLogHandler ships at most).
-The database and virtual host it creates are removed at the end.
+Sizes come from flags or, for each flag, its variable: --records
+(WHARF_BENCH_RECORDS, default 300000) and --per-message
+(WHARF_BENCH_PER_MESSAGE, default 500, what BusLogHandler ships at most).
+The servers are WHARF_BENCH_DATABASE_URL, WHARF_TEST_MANAGEMENT_URL and
+WHARF_TEST_AMQP_HOST. The database and virtual host it creates are removed at
+the end, also when it is stopped with Ctrl-C or SIGTERM.
 
-    .venv/bin/python services/log-sink/bench.py
+    .venv/bin/python services/log-sink/bench.py --records 300000
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,8 +48,6 @@ DATABASE_URL = os.environ.get(
 )
 MANAGEMENT_URL = os.environ.get("WHARF_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
 AMQP_HOST = os.environ.get("WHARF_TEST_AMQP_HOST", "guest:guest@127.0.0.1:5672")
-RECORDS = int(os.environ.get("WHARF_BENCH_RECORDS", "300000"))
-PER_MESSAGE = int(os.environ.get("WHARF_BENCH_PER_MESSAGE", "500"))
 SERVICES = ("gateway", "auth", "documents", "carrier-ingest", "webhooks")
 
 
@@ -115,7 +118,7 @@ class _Sink:
             await asyncio.wait_for(self.process.wait(), 30)
 
 
-async def _fill_queue(amqp_url: str, records: list[dict[str, Any]]) -> None:
+async def _fill_queue(amqp_url: str, records: list[dict[str, Any]], per_message: int) -> None:
     bus = Bus(amqp_url, service="bench")
     await bus.connect()
     try:
@@ -126,8 +129,8 @@ async def _fill_queue(amqp_url: str, records: list[dict[str, Any]]) -> None:
         await queue.bind(LOGS_EXCHANGE)
         exchange = await channel.get_exchange(LOGS_EXCHANGE)
         pending = []
-        for i in range(0, len(records), PER_MESSAGE):
-            envelope = Envelope(type="log.records", body=records[i : i + PER_MESSAGE])
+        for i in range(0, len(records), per_message):
+            envelope = Envelope(type="log.records", body=records[i : i + per_message])
             message = aio_pika.Message(body=envelope.encode(), delivery_mode=2)
             pending.append(exchange.publish(message, "bench"))
             if len(pending) >= 50:
@@ -187,20 +190,34 @@ async def _drain_rate(port: int, total: int) -> float:
             await asyncio.sleep(0.1)
 
 
-async def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line: sizes, each defaulting to its environment variable."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=int(os.environ.get("WHARF_BENCH_RECORDS", "300000")),
+        help="log records to drain (WHARF_BENCH_RECORDS; default %(default)d)",
+    )
+    parser.add_argument(
+        "--per-message",
+        type=int,
+        default=int(os.environ.get("WHARF_BENCH_PER_MESSAGE", "500")),
+        help="records per bus message (WHARF_BENCH_PER_MESSAGE; default %(default)d)",
+    )
+    return parser
+
+
+async def main(args: argparse.Namespace) -> None:
+    total, per_message = args.records, args.per_message
     name = f"wharf_bench_{uuid.uuid4().hex[:8]}"
     vhost = f"wharf-bench-{uuid.uuid4().hex[:8]}"
     database_url = urlunsplit(urlsplit(DATABASE_URL)._replace(path=f"/{name}"))
     amqp_url = f"amqp://{AMQP_HOST}/{quote(vhost, safe='')}"
     api = f"{MANAGEMENT_URL.rstrip('/')}/api/vhosts/{quote(vhost, safe='')}"
     admin = await asyncpg.connect(DATABASE_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    async with aiohttp.ClientSession() as http:
-        (await http.put(api)).raise_for_status()
-        perms = f"{MANAGEMENT_URL.rstrip('/')}/api/permissions/{quote(vhost, safe='')}/guest"
-        (
-            await http.put(perms, json={"configure": ".*", "write": ".*", "read": ".*"})
-        ).raise_for_status()
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="wharf-bench-")
     env = {
@@ -214,8 +231,15 @@ async def main() -> None:
     }
     sink = _Sink(env, port)
     try:
-        print(f"generating {RECORDS} records, {PER_MESSAGE} per message", flush=True)
-        records = _records(RECORDS)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        async with aiohttp.ClientSession() as http:
+            (await http.put(api)).raise_for_status()
+            perms = f"{MANAGEMENT_URL.rstrip('/')}/api/permissions/{quote(vhost, safe='')}/guest"
+            (
+                await http.put(perms, json={"configure": ".*", "write": ".*", "read": ".*"})
+            ).raise_for_status()
+        print(f"generating {total} records, {per_message} per message", flush=True)
+        records = _records(total)
 
         await sink.start()
         await asyncio.sleep(3)
@@ -224,14 +248,14 @@ async def main() -> None:
         await sink.stop()
         print(f"idle sink RSS: {idle_rss:.1f} MB", flush=True)
 
-        await _fill_queue(amqp_url, records)
+        await _fill_queue(amqp_url, records, per_message)
         print("queue filled; starting the sink", flush=True)
         conn = await asyncpg.connect(database_url)
         await conn.execute("CHECKPOINT")
         await sink.start()
-        sink_rate = await _drain_rate(port, RECORDS)
+        sink_rate = await _drain_rate(port, total)
         stored = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.records")
-        assert stored == RECORDS, f"{stored} rows stored, {RECORDS} published"
+        assert stored == total, f"{stored} rows stored, {total} published"
         await conn.close()
         await sink.stop()
         print(f"bus -> committed rows: {sink_rate:,.0f} records/s", flush=True)
@@ -241,7 +265,7 @@ async def main() -> None:
         ratio = sink_rate / copy_rate
         verdict = all((sink_rate >= 50_000, ratio >= 0.25, idle_rss <= 80))
         print(
-            f"SUMMARY cores={os.cpu_count()} records={RECORDS} sink={sink_rate:,.0f}/s "
+            f"SUMMARY cores={os.cpu_count()} records={total} sink={sink_rate:,.0f}/s "
             f"raw_copy={copy_rate:,.0f}/s ratio={ratio:.2f} idle_rss={idle_rss:.1f}MB "
             f"targets(>=50k/s, >=0.25, <=80MB)={'met' if verdict else 'missed'}"
         )
@@ -251,7 +275,14 @@ async def main() -> None:
         await admin.close()
         async with aiohttp.ClientSession() as http:
             await http.delete(api)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parser().parse_args()
+    # SIGTERM stops the run as Ctrl-C does, so the cleanup above still runs.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(main(arguments))
+    except KeyboardInterrupt:
+        sys.exit("log-sink bench: stopped before the end; its vhost and database are removed")

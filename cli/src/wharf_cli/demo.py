@@ -30,6 +30,7 @@ from wharf_cli.demo_payloads import Payload, folder_payloads, own_payloads
 from wharf_cli.progress import Progress
 
 SERVICES = ("gateway", "auth", "documents", "carrier-ingest", "log-sink")
+PAYLOADS_QUEUE = "wharf.carrier-ingest.payloads"
 # The log sink keeps its per-record logging out of the stream it consumes.
 _QUIET = {"log-sink"}
 PASSWORD = "wharf demo passphrase"
@@ -53,11 +54,22 @@ class DemoOptions:
 
 
 @dataclass
+class _Posted:
+    """A payload the gateway accepted, and what carrier-ingest made of it once known."""
+
+    name: str
+    carrier: str
+    request_id: str
+    outcome: str = "unknown"  # ingested, dead-lettered or unknown
+    detail: str = ""
+
+
+@dataclass
 class _Results:
     steps: list[tuple[str, float]] = field(default_factory=list)
     shipments: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    payloads: list[tuple[str, str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    payloads: list[_Posted] = field(default_factory=list)
     documents: list[tuple[str, str]] = field(default_factory=list)
     carrier_documents: dict[str, Any] = field(default_factory=dict)
     logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -124,6 +136,14 @@ async def run(options: DemoOptions) -> int:
             _print_steps(results)
             return 1
     _print_summary(results)
+    dead = [posted for posted in results.payloads if posted.outcome == "dead-lettered"]
+    if dead:
+        print(
+            f"\nwharf demo: {len(dead)} of {len(results.payloads)} carrier payloads were"
+            f" dead-lettered (see CARRIER PAYLOADS; wharf dlq list {PAYLOADS_QUEUE})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -134,6 +154,7 @@ class _Demo:
         self.results = results
         self.started = datetime.now(UTC)
         self.suffix = uuid.uuid4().hex[:8]
+        self.tenant = ""
         self.admin = ""
         self.carrier_key = ""
         self.ops = ""
@@ -143,6 +164,7 @@ class _Demo:
         await self._step("tenant, users, API key", self._tenant)
         await self._step("shipments", lambda: self._shipments(payloads))
         await self._step("carrier payloads", lambda: self._ingest(payloads))
+        await self._step("payload outcomes", self._outcomes)
         await self._step("labels and invoices", self._documents)
         await self._step("carrier documents (FTP)", self._carrier_documents)
         await self._step("logs per service", self._logs)
@@ -165,8 +187,8 @@ class _Demo:
             raise StepFailed(f"--carriers {folder}: not a directory")
         payloads, skipped = folder_payloads(folder)
         self.results.skipped = skipped
-        for name in skipped:
-            print(f"  skipping {name}: no carrier format matches its name", flush=True)
+        for name, reason in skipped:
+            print(f"  skipping {name}: {reason}", flush=True)
         if not payloads:
             raise StepFailed(f"--carriers {folder}: no file maps to a carrier format")
         return payloads
@@ -174,12 +196,13 @@ class _Demo:
     async def _tenant(self) -> None:
         domain = f"demo-{self.suffix}.example.com"
         admin_email = f"admin@{domain}"
-        await self.api.call(
+        created = await self.api.call(
             "POST",
             "/v1/tenants",
             json={"name": "Demo Freight", "admin_email": admin_email, "admin_password": PASSWORD},
             expect=201,
         )
+        self.tenant = str(created["tenant_id"])
         self.admin = await self._login(admin_email)
         for email in (f"member@{domain}", f"ops@{domain}"):
             body = {"email": email, "password": PASSWORD, "roles": ["member"]}
@@ -216,15 +239,19 @@ class _Demo:
     async def _ingest(self, payloads: list[Payload]) -> None:
         bar = Progress("posting payloads", len(payloads))
         for n, payload in enumerate(payloads, start=1):
-            accepted = await self.api.call(
+            # Its own request id follows the payload into carrier-ingest's log lines.
+            request_id = f"demo-{self.suffix}-payload-{n}"
+            params = {"tracking_number": payload.tracking_number} if payload.tracking_number else {}
+            await self.api.call(
                 "POST",
                 f"/v1/carriers/{payload.carrier}/events",
                 api_key=self.carrier_key,
                 data=payload.body,
-                headers={"Content-Type": payload.content_type},
+                params=params,
+                headers={"Content-Type": payload.content_type, "X-Request-ID": request_id},
                 expect=202,
             )
-            self.results.payloads.append((payload.name, payload.carrier, accepted["ingest_id"]))
+            self.results.payloads.append(_Posted(payload.name, payload.carrier, request_id))
             bar.update(n)
         bar.close()
 
@@ -247,6 +274,43 @@ class _Demo:
                 break
             await asyncio.sleep(0.5)
         bar.close("" if moved == len(shipments) else "(the rest have no events yet)")
+
+    async def _outcomes(self) -> None:
+        """What carrier-ingest made of each payload, read from its log lines as the ops user.
+
+        A payload is ingested (its events stored) or dead-lettered, with the
+        reason; one whose line has not come within the wait stays unknown.
+        """
+        posted = {p.request_id: p for p in self.results.payloads}
+        bar = Progress("payload outcomes", len(posted))
+        deadline = time.monotonic() + 30
+        while True:
+            # carrier-ingest's lines start "ingested ..." and "dead-lettered ...".
+            for outcome in ("ingested", "dead-lettered"):
+                for record in await self._carrier_ingest_logs(outcome):
+                    payload = posted.get(record.get("correlation_id") or "")
+                    if payload is not None and payload.outcome != "dead-lettered":
+                        payload.outcome = outcome
+                        payload.detail = record["message"]
+            known = sum(1 for p in posted.values() if p.outcome != "unknown")
+            bar.update(known)
+            if known == len(posted) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        dead = sum(1 for p in posted.values() if p.outcome == "dead-lettered")
+        bar.close(f"({dead} dead-lettered)" if dead else "")
+
+    async def _carrier_ingest_logs(self, text: str) -> list[dict[str, Any]]:
+        params = {
+            "service": "carrier-ingest",
+            "tenant": self.tenant,
+            "since": self.started.isoformat(),
+            "text": text,
+            "limit": "1000",
+        }
+        found = await self.api.call("GET", "/v1/logs", token=self.ops, params=params)
+        records: list[dict[str, Any]] = found["records"]
+        return records
 
     async def _documents(self) -> None:
         sources = _example_templates()
@@ -441,8 +505,21 @@ def _print_summary(results: _Results) -> None:
             f"  {shipment['carrier']:<12} {shipment['tracking_number']:<26}"
             f" {shipment['status']:<18} {events}"
         )
-    if results.skipped:
-        print(f"  skipped files (no carrier format matches): {', '.join(results.skipped)}")
+
+    print("\nCARRIER PAYLOADS")
+    counts = {outcome: 0 for outcome in ("ingested", "dead-lettered", "unknown")}
+    for posted in results.payloads:
+        counts[posted.outcome] += 1
+    print(
+        f"  {len(results.payloads)} posted: {counts['ingested']} ingested,"
+        f" {counts['dead-lettered']} dead-lettered, {counts['unknown']} not seen in the logs yet"
+    )
+    for posted in results.payloads:
+        if posted.outcome != "ingested":
+            reason = posted.detail.partition(f"{PAYLOADS_QUEUE}: ")[2] or posted.detail
+            print(f"  {posted.outcome}: {posted.name} as {posted.carrier}  {reason[:160]}")
+    for name, reason in results.skipped:
+        print(f"  skipped: {name} ({reason})")
 
     print("\nDOCUMENTS")
     for label, url in results.documents:

@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-# The payload formats carrier-ingest reads; a file name starts with one of them.
-CARRIERS = (
-    "aftership", "aramex", "australiapost", "bpost", "canadapost", "dhl_express",
-    "dhl_unified", "dpd", "easypost", "edifact_iftsta", "fedex", "geodis", "gls", "haypost",
-    "hermes", "landmark", "laposte", "nationex", "royalmail", "royalmail_csv", "sendle",
-    "shippo", "smartkargo", "tnt", "ups", "usps", "x12_214",
-)  # fmt: skip
+# The payload formats carrier-ingest reads, each with the kind of file it is;
+# a test keeps the names equal to carrier-ingest's adapters.
+FORMATS = {
+    "aftership": "json", "aramex": "xml", "australiapost": "json", "bpost": "xml",
+    "canadapost": "xml", "dhl_express": "xml", "dhl_unified": "json", "dpd": "xml",
+    "easypost": "json", "edifact_iftsta": "edi", "fedex": "json", "geodis": "json",
+    "gls": "json", "haypost": "json", "hermes": "json", "landmark": "xml", "laposte": "json",
+    "nationex": "json", "royalmail": "json", "royalmail_csv": "csv", "sendle": "json",
+    "shippo": "json", "smartkargo": "json", "tnt": "xml", "ups": "json", "usps": "json",
+    "x12_214": "edi",
+}  # fmt: skip
+# Formats whose events carrier-ingest files under another carrier's name: a
+# shipment that should get them is that carrier's.
+_FILED_UNDER = {"royalmail_csv": "royalmail", "dhl_express": "dhl", "dhl_unified": "dhl"}
+# Formats whose payloads may not name their parcel: the poster names it with
+# ?tracking_number= (DPD's replies never do; Sendle's only in sendle_reference).
+NAMED_BY_POSTER = frozenset({"dpd", "sendle"})
 
+_KINDS = {".json": "json", ".xml": "xml", ".csv": "csv", ".edi": "edi", ".txt": "edi"}
 _CONTENT_TYPES = {
-    ".json": "application/json",
-    ".xml": "text/xml",
-    ".csv": "text/csv",
-    ".edi": "text/plain",
-    ".txt": "text/plain",
+    "json": "application/json",
+    "xml": "text/xml",
+    "csv": "text/csv",
+    "edi": "text/plain",
 }
 # A value next to a key that names a parcel: how the demo finds shipments in a foreign file.
 _NUMBER_NEAR_KEY = re.compile(
     r"(?i)(?:tracking_?number|trackingnumber|waybill(?:number)?|awb(?:number)?|barcode|"
-    r"parcel_?number|itemid|mailpieceid)[\"']?\s*[:=>]\s*[\"']?([A-Z0-9][A-Z0-9-]{5,34})\b"
+    r"parcel_?(?:label_?)?number|sendle_reference|itemid|mailpieceid)[\"']?\s*[:=>]\s*[\"']?"
+    r"([A-Z0-9][A-Z0-9-]{5,34})\b"
 )
 _MAX_NUMBERS_PER_FILE = 5
+
+
+class NotAPayload(Exception):
+    """A file the demo cannot post as any carrier format; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,8 @@ class Payload:
     content_type: str
     body: bytes
     shipments: list[tuple[str, str]] = field(default_factory=list)
+    # Sent as ?tracking_number= for a format whose payloads may not name the parcel.
+    tracking_number: str | None = None
 
 
 def own_payloads() -> list[Payload]:
@@ -58,46 +76,63 @@ def own_payloads() -> list[Payload]:
     ]
 
 
-def carrier_for(path: Path, head: bytes) -> str | None:
-    """The format a file is in, from its name (and first bytes for EDI); None when unknown."""
-    stem = path.stem.lower()
-    matches = [name for name in CARRIERS if stem == name or stem.startswith(name + "_")]
+def carrier_for(path: Path, head: bytes) -> str:
+    """The format a file is in, from its name, its suffix and, for EDI, its first bytes.
+
+    The name starts with a format, and the suffix must be that format's kind
+    of file, or name a variant of it (``royalmail_*.csv`` is ``royalmail_csv``);
+    EDI is told apart by content. Raises NotAPayload with the reason otherwise.
+    """
+    kind = _KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise NotAPayload(f"no carrier format is a {path.suffix or 'suffix-less'} file")
     if path.suffix.lower() == ".edi":
         text = head.lstrip()
         if text.startswith(b"ISA"):
             return "x12_214"
         if text.startswith((b"UNA", b"UNB")):
             return "edifact_iftsta"
-        return None
+        raise NotAPayload("an .edi file that is neither X12 nor EDIFACT")
+    stem = path.stem.lower()
+    matches = [name for name in FORMATS if stem == name or stem.startswith(name + "_")]
     if not matches:
-        return None
+        raise NotAPayload("no carrier format matches its name")
     carrier = max(matches, key=len)
-    if path.suffix.lower() == ".csv" and f"{carrier}_csv" in CARRIERS:
-        return f"{carrier}_csv"
-    return carrier
+    if FORMATS[carrier] == kind:
+        return carrier
+    if FORMATS.get(f"{carrier}_{kind}") == kind:
+        return f"{carrier}_{kind}"
+    raise NotAPayload(f"{carrier} payloads are {FORMATS[carrier].upper()}, not {kind.upper()}")
 
 
 def shipment_carrier(carrier: str) -> str:
     """The carrier name events of a payload format are filed under."""
-    return carrier.removesuffix("_csv")
+    return _FILED_UNDER.get(carrier, carrier)
 
 
-def folder_payloads(folder: Path) -> tuple[list[Payload], list[str]]:
-    """Every file of `folder` that maps to a carrier; and the names of those that do not."""
+def folder_payloads(folder: Path) -> tuple[list[Payload], list[tuple[str, str]]]:
+    """Every file of `folder` in a carrier format; and the others' names, each with why."""
     payloads: list[Payload] = []
-    skipped: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for path in sorted(folder.iterdir()):
         if not path.is_file():
             continue
         body = path.read_bytes()
-        carrier = carrier_for(path, body[:64])
-        content_type = _CONTENT_TYPES.get(path.suffix.lower())
-        if carrier is None or content_type is None:
-            skipped.append(path.name)
+        try:
+            carrier = carrier_for(path, body[:64])
+        except NotAPayload as exc:
+            skipped.append((path.name, str(exc)))
             continue
         numbers = _numbers(body)
+        named = None
+        if carrier in NAMED_BY_POSTER:
+            # A number of the demo's own when the file names none, so its
+            # events still land on a shipment.
+            named = numbers[0] if numbers else _made_up_number(path.name)
+            numbers = numbers or [named]
         shipments = [(shipment_carrier(carrier), number) for number in numbers]
-        payloads.append(Payload(path.name, carrier, content_type, body, shipments))
+        content_type = _CONTENT_TYPES[FORMATS[carrier]]
+        payloads.append(Payload(path.name, carrier, content_type, body, shipments, named))
     return payloads, skipped
 
 
@@ -106,3 +141,7 @@ def _numbers(body: bytes) -> list[str]:
     matches = (match.group(1) for match in _NUMBER_NEAR_KEY.finditer(text))
     found = dict.fromkeys(number for number in matches if any(c.isdigit() for c in number))
     return list(found)[:_MAX_NUMBERS_PER_FILE]
+
+
+def _made_up_number(name: str) -> str:
+    return "DEMO" + hashlib.sha256(name.encode()).hexdigest()[:12].upper()

@@ -25,8 +25,8 @@ from wharf_cli.output import status_json, status_table
 from wharf_cli.preflight import database_name, preflight
 from wharf_cli.services import ServiceSpec, load_services
 from wharf_cli.settings import CliSettings
-from wharf_cli.stack import print_table, run_detached, run_foreground
-from wharf_common.queues import queue_depths, vhost_of
+from wharf_cli.stack import print_table, run_detached, run_foreground, stack_depths
+from wharf_common.queues import vhost_of
 
 _Command = Callable[
     [argparse.Namespace, CliSettings, Sequence[ServiceSpec]], Coroutine[Any, Any, int]
@@ -215,7 +215,7 @@ async def _status(
     finally:
         await backend.close()
     names = [state.name for state in states]
-    depths = await queue_depths(settings.management_url, names, vhost_of(settings.amqp_url))
+    depths = await stack_depths(settings, names)
     if args.json:
         print(status_json(states, depths, backend=kind))
     else:

@@ -25,8 +25,9 @@ class ServiceSpec:
     # --force and the ops API accept.
     min_tasks: int = 1
     max_tasks: int | None = None
-    # A shared public port is bound by every task with SO_REUSEPORT; other
-    # services get a unique WHARF_HTTP_PORT per task.
+    # A shared public port is bound by every task with SO_REUSEPORT (the
+    # supervisor sets WHARF_HTTP_REUSE_PORT for them); other services get a
+    # unique WHARF_HTTP_PORT per task.
     shared_http_port: bool = False
     module: str = ""
     command: tuple[str, ...] = ()

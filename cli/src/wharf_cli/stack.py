@@ -18,12 +18,17 @@ from wharf_cli.output import status_table
 from wharf_cli.services import ServiceSpec
 from wharf_cli.settings import CliSettings
 from wharf_cli.supervisor import Supervisor, SupervisorOptions
-from wharf_common.queues import queue_depths
+from wharf_common.queues import queue_depths, vhost_of
+
+
+async def stack_depths(settings: CliSettings, names: Sequence[str]) -> dict[str, int] | None:
+    """Queue depth of each named service in the stack's virtual host; None when unknown."""
+    return await queue_depths(settings.management_url, names, vhost_of(settings.amqp_url))
 
 
 async def print_table(states: Sequence[ServiceState], settings: CliSettings) -> None:
     """Print the status table, with queue depths when the management API answers."""
-    depths = await queue_depths(settings.management_url, [state.name for state in states])
+    depths = await stack_depths(settings, [state.name for state in states])
     print(status_table(states, depths), flush=True)
 
 

@@ -245,6 +245,7 @@ class Supervisor:
         env["WHARF_OPS_PORT"] = str(task.ops_port)
         if task.http_port is not None:
             env["WHARF_HTTP_PORT"] = str(task.http_port)
+        env["WHARF_HTTP_REUSE_PORT"] = "true" if task.spec.shared_http_port else "false"
         env["PYTHONUNBUFFERED"] = "1"
         return env
 

@@ -8,6 +8,8 @@ notifies nobody twice. A real notifier would put the e-mail or SMS in an
 outbox written by that same transaction.
 
 Run it beside the stack: ``PYTHONPATH=common/examples python -m delivered_notifier``.
+It serves ``/healthz``, ``/readyz`` and ``/metrics`` on port 8090
+(``WHARF_HTTP_PORT``), clear of the stack's ports.
 """
 
 from __future__ import annotations
@@ -18,12 +20,20 @@ from importlib.resources import files
 from wharf_common.consumer import Delivery
 from wharf_common.events import ShipmentStatus, ShipmentStatusChanged
 from wharf_common.runtime import Runtime, ServiceSpec
+from wharf_common.settings import ServiceSettings
 from wharf_common.subscriber import Subscriber, handled_once
 
 logger = logging.getLogger(__name__)
 
 NAME = "delivered-notifier"
 SCHEMA = "delivered_notifier"
+
+
+class NotifierSettings(ServiceSettings):
+    """The runtime's settings, with a port of the notifier's own beside the stack's."""
+
+    service_name: str = NAME
+    http_port: int = 8090
 
 
 async def setup(rt: Runtime) -> None:

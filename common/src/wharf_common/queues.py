@@ -129,9 +129,13 @@ def backlogs(queues: Iterable[dict[str, Any]], services: Iterable[str]) -> dict[
 
 
 async def queue_depths(
-    management_url: str, services: Iterable[str], vhost: str | None = None
+    management_url: str, services: Iterable[str], vhost: str
 ) -> dict[str, int] | None:
-    """Depth of each service's queues, or None when the management API does not answer."""
+    """Depth of each service's queues in `vhost`, or None when the management API does not answer.
+
+    The virtual host is required: every stack on a broker has queues of the
+    same names in a virtual host of its own.
+    """
     try:
         queues = await fetch_queues(management_url, vhost)
     except (aiohttp.ClientError, TimeoutError) as exc:

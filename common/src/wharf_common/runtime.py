@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import gc
 import logging
@@ -359,14 +360,63 @@ def _probe_routes() -> list[web.RouteDef]:
     ]
 
 
-def _reuse_port_socket(host: str, port: int) -> socket.socket:
+def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A socket listening on `port`; with `reuse_port`, shared with the service's other tasks.
+
+    Sharing is opt-in so that a process started by hand on a port a stack
+    already serves fails to start instead of taking a share of its traffic.
+    """
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
+
+
+class _CannotListen(Exception):
+    """A port the service needs cannot be bound; the message says which and why."""
+
+    def __init__(self, variable: str, host: str, port: int, exc: OSError) -> None:
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"port {port} ({variable}) is in use by another process"
+            advice = f"; set {variable} to a free port, or 0 for any"
+        else:
+            reason = f"cannot listen on {host}:{port} ({variable}): {exc}"
+            advice = ""
+        super().__init__(reason + advice)
+
+
+async def _listen(
+    rt: Runtime, runner: web.AppRunner, settings: ServiceSettings
+) -> tuple[int, web.AppRunner | None]:
+    """Serve the app on the HTTP port and the probes on the ops port; the HTTP port bound."""
+    host = settings.http_host
+    try:
+        sock = _listening_socket(host, settings.http_port, reuse_port=settings.http_reuse_port)
+    except OSError as exc:
+        raise _CannotListen("WHARF_HTTP_PORT", host, settings.http_port, exc) from exc
+    port: int = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
+    if not settings.ops_port or settings.ops_port == settings.http_port:
+        return port, None
+    ops_app = web.Application()
+    ops_app[RUNTIME_KEY] = rt
+    ops_app.add_routes(_probe_routes())
+    ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
+    await ops_runner.setup()
+    try:
+        await web.TCPSite(ops_runner, host, settings.ops_port).start()
+    except OSError as exc:
+        await ops_runner.cleanup()
+        raise _CannotListen("WHARF_OPS_PORT", host, settings.ops_port, exc) from exc
+    return port, ops_runner
 
 
 def _tune_garbage_collector(threshold: int) -> None:
@@ -408,29 +458,20 @@ async def serve(spec: ServiceSpec, settings: ServiceSettings) -> int:
 
     runner = web.AppRunner(rt.app, access_log=None, handle_signals=False)
     await runner.setup()
-    sock = _reuse_port_socket(settings.http_host, settings.http_port)
-    sites: list[web.BaseSite] = [web.SockSite(runner, sock)]
-    if settings.ops_port and settings.ops_port != settings.http_port:
-        ops_app = web.Application()
-        ops_app[RUNTIME_KEY] = rt
-        ops_app.add_routes(_probe_routes())
-        ops_runner = web.AppRunner(ops_app, access_log=None, handle_signals=False)
-        await ops_runner.setup()
-        sites.append(web.TCPSite(ops_runner, settings.http_host, settings.ops_port))
-    else:
-        ops_runner = None
-    for site in sites:
-        await site.start()
+    try:
+        port, ops_runner = await _listen(rt, runner, settings)
+    except _CannotListen as exc:
+        logger.error("%s cannot start: %s", spec.name, exc)
+        await runner.cleanup()
+        await rt.close()
+        return 1
 
     code = 0
     try:
         await rt.connect()
         await rt.start_work()
         logger.info(
-            "%s ready in %.2f s on port %d",
-            spec.name,
-            time.monotonic() - rt.started_at,
-            settings.http_port,
+            "%s ready in %.2f s on port %d", spec.name, time.monotonic() - rt.started_at, port
         )
         await rt.stopping.wait()
         logger.info("stopping %s: draining in-flight work", spec.name)

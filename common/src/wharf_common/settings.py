@@ -28,6 +28,10 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    http_reuse_port: bool = Field(
+        default=False,
+        description="Share the HTTP port with other tasks of the same service (SO_REUSEPORT)",
+    )
     ops_port: int | None = Field(
         default=None, description="Extra port serving only /healthz, /readyz and /metrics"
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from wharf_carrier_ingest import Status, parse
+from wharf_cli.demo_payloads import folder_payloads
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # WHARF_CORPUS names the corpus; by default it sits beside the repository.
@@ -248,6 +249,33 @@ def test_corpus_file_gives_expected_events(name: str) -> None:
         assert event.occurred_at.tzinfo is UTC
         assert event.classified_by
     assert len({e.event_id for e in result.events}) == len(result.events)
+
+
+def test_demo_posts_every_corpus_payload_in_a_format_that_reads_it() -> None:
+    # What `wharf demo --carriers` posts parses without a dead letter, and the
+    # shipments it makes are filed under the carrier the events are.
+    payloads, skipped = folder_payloads(CORPUS)
+
+    assert [name for name, _ in skipped] == ["hermes_eventcodes_cp1252.csv"]
+    assert {payload.name for payload in payloads} == set(EXPECTED)
+    for payload in payloads:
+        expect = EXPECTED[payload.name]
+        assert payload.carrier == expect.carrier, payload.name
+        result = parse(
+            payload.carrier,
+            payload.body,
+            payload.content_type,
+            tracking_number=payload.tracking_number,
+        )
+        assert len(result.events) == expect.events, payload.name
+        carriers = {carrier for carrier, _ in payload.shipments}
+        assert {event.carrier for event in result.events} >= carriers, payload.name
+        if payload.tracking_number is not None:
+            # The demo makes a shipment for the number it names.
+            numbers = {number for _, number in payload.shipments}
+            assert {event.tracking_number for event in result.events} <= numbers, payload.name
+    named = {payload.name for payload in payloads if payload.tracking_number}
+    assert named == {"dpd_parcel_lifecycle_soap.xml", "sendle_tracking.json"}
 
 
 def test_not_found_and_error_replies_produce_no_events() -> None:

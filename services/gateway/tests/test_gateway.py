@@ -419,6 +419,24 @@ async def test_openapi_document_is_valid_openapi_3_1(
     assert schema == {"$ref": "#/components/schemas/IngestStatus"}
 
 
+async def test_openapi_describes_template_form_and_tracking_number_parameter(
+    gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{gateway.url}/openapi.json") as response:
+        document = await response.json()
+
+    body = document["paths"]["/v1/templates"]["post"]["requestBody"]["content"]
+    ref = body["multipart/form-data"]["schema"]["$ref"]
+    form = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert set(form["properties"]) == {"name", "html", "css", "archive"}
+    assert form["required"] == ["name"]
+    assert form["properties"]["archive"]["contentMediaType"] == "application/zip"
+    events = document["paths"]["/v1/carriers/{carrier}/events"]["post"]
+    parameter = next(p for p in events["parameters"] if p["name"] == "tracking_number")
+    assert parameter["in"] == "query"
+    assert "dpd" in parameter["description"]
+
+
 async def test_uploads_get_a_signed_put_url_under_the_tenant(
     gateway: Any, http: aiohttp.ClientSession, signup: Signup
 ) -> None:

@@ -9,11 +9,12 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from wharf_common.errors import BadRequest, PayloadTooLarge
+from wharf_gateway import models
 from wharf_gateway.edge import Call, Edge, check_text
 from wharf_gateway.routes import Handler
 
 DOCUMENTS_QUEUE = "wharf.documents.rpc"
-_TEMPLATE_FIELDS = frozenset({"name", "html", "css", "archive"})
+_TEMPLATE_FIELDS = frozenset(models.TemplateUpload.model_fields)
 _CHUNK = 64 * 1024
 
 

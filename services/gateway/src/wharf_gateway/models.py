@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from wharf_common.storage import CONTENT_TYPE_PATTERN
 
@@ -155,6 +156,30 @@ class UploadCreated(BaseModel):
 TemplateName = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
+
+
+def _form_fields(schema: dict[str, Any]) -> None:
+    # A form field is sent or left out: it has no null value, nor a default.
+    for field in schema.get("properties", {}).values():
+        field.pop("default", None)
+
+
+class TemplateUpload(_Body):
+    """A template version, uploaded as multipart/form-data: HTML with optional CSS, or a zip."""
+
+    model_config = ConfigDict(json_schema_extra=_form_fields)
+
+    name: TemplateName
+    html: str | SkipJsonSchema[None] = Field(
+        default=None, description="The template: HTML with Jinja fields; excludes archive"
+    )
+    css: str | SkipJsonSchema[None] = Field(default=None, description="A stylesheet for the html")
+    archive: bytes | SkipJsonSchema[None] = Field(
+        default=None,
+        description="A zip whose index.html is the template, with its assets beside it;"
+        " excludes html and css",
+        json_schema_extra={"contentMediaType": "application/zip"},
+    )
 
 
 class RenderDocument(_Body):

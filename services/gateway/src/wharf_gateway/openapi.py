@@ -31,7 +31,7 @@ def document(routes: list[Route]) -> dict[str, Any]:
     """Build the OpenAPI 3.1 document describing `routes`."""
     used: set[type[BaseModel]] = {models.Problem}
     for route in routes:
-        used.update(m for m in (route.body, route.response) if m is not None)
+        used.update(m for m in (route.body, route.form, route.response) if m is not None)
     ordered = sorted(used, key=lambda m: m.__name__)
     _, schemas = models_json_schema([(model, "validation") for model in ordered], ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
@@ -70,9 +70,10 @@ def _operation(route: Route) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(route.body)}},
         }
     elif route.content_type == "multipart/form-data":
+        schema = _ref(route.form) if route.form is not None else {"type": "object"}
         operation["requestBody"] = {
             "required": True,
-            "content": {"multipart/form-data": {"schema": {"type": "object"}}},
+            "content": {"multipart/form-data": {"schema": schema}},
         }
     elif route.content_type != "application/json":
         operation["requestBody"] = {
@@ -87,15 +88,18 @@ def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any
         return []
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
-    return [
-        {
+    parameters = []
+    for name, prop in schema["properties"].items():
+        parameter = {
             "name": name,
             "in": where,
             "required": where == "path" or name in required,
-            "schema": {k: v for k, v in prop.items() if k != "title"},
+            "schema": {k: v for k, v in prop.items() if k not in ("title", "description")},
         }
-        for name, prop in schema["properties"].items()
-    ]
+        if "description" in prop:
+            parameter["description"] = prop["description"]
+        parameters.append(parameter)
+    return parameters
 
 
 def _responses(route: Route) -> dict[str, Any]:

@@ -46,7 +46,13 @@ class IngestPath(BaseModel):
 class CarrierEventsQuery(BaseModel):
     """The tracking number, for carrier formats whose replies do not name it."""
 
-    tracking_number: str | None = Field(default=None, min_length=1, max_length=100)
+    tracking_number: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The parcel the payload is about, for formats whose payloads may not name"
+        " it (dpd, sendle)",
+    )
 
 
 class ShipmentQuery(BaseModel):
@@ -108,6 +114,8 @@ class Route:
     # kinds of caller need.
     also_scopes: tuple[str, ...] = ()
     body: type[BaseModel] | None = None
+    # The fields of a multipart/form-data body, for the OpenAPI document.
+    form: type[BaseModel] | None = None
     path_params: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
@@ -157,7 +165,8 @@ def table(handlers: dict[str, Handler]) -> list[Route]:
               "carrier-ingest", scope="shipments:read", path_params=IdPath,
               response=models.Shipment),
         Route("POST", "/v1/templates", "Upload a template version", "tenant", "documents",
-              scope="templates:write", content_type="multipart/form-data", status=201),
+              scope="templates:write", content_type="multipart/form-data",
+              form=models.TemplateUpload, status=201),
         Route("GET", "/v1/templates", "List templates", "tenant", "documents",
               scope="templates:read"),
         Route("POST", "/v1/documents", "Render one PDF", "tenant", "documents",
