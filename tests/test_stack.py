@@ -163,4 +163,5 @@ async def test_demo_runs_the_main_job_end_to_end(stack: Stack) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "delivered" in output
+    assert " 0 dead-lettered" in output, output[-4000:]
     assert "/v1/objects/" in output or "http" in output

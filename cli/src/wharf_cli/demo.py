@@ -60,6 +60,7 @@ class _Posted:
     name: str
     carrier: str
     request_id: str
+    status_url: str
     outcome: str = "unknown"  # ingested, dead-lettered or unknown
     detail: str = ""
 
@@ -239,10 +240,10 @@ class _Demo:
     async def _ingest(self, payloads: list[Payload]) -> None:
         bar = Progress("posting payloads", len(payloads))
         for n, payload in enumerate(payloads, start=1):
-            # Its own request id follows the payload into carrier-ingest's log lines.
+            # Its own request id follows the payload into every log line it causes.
             request_id = f"demo-{self.suffix}-payload-{n}"
             params = {"tracking_number": payload.tracking_number} if payload.tracking_number else {}
-            await self.api.call(
+            accepted = await self.api.call(
                 "POST",
                 f"/v1/carriers/{payload.carrier}/events",
                 api_key=self.carrier_key,
@@ -251,7 +252,10 @@ class _Demo:
                 headers={"Content-Type": payload.content_type, "X-Request-ID": request_id},
                 expect=202,
             )
-            self.results.payloads.append(_Posted(payload.name, payload.carrier, request_id))
+            status_url = f"/v1/carriers/{payload.carrier}/events/{accepted['ingest_id']}"
+            self.results.payloads.append(
+                _Posted(payload.name, payload.carrier, request_id, status_url)
+            )
             bar.update(n)
         bar.close()
 
@@ -276,41 +280,32 @@ class _Demo:
         bar.close("" if moved == len(shipments) else "(the rest have no events yet)")
 
     async def _outcomes(self) -> None:
-        """What carrier-ingest made of each payload, read from its log lines as the ops user.
+        """What carrier-ingest made of each payload, from the payload's status route.
 
         A payload is ingested (its events stored) or dead-lettered, with the
-        reason; one whose line has not come within the wait stays unknown.
+        reason; one still pending when the wait ends stays unknown.
         """
-        posted = {p.request_id: p for p in self.results.payloads}
-        bar = Progress("payload outcomes", len(posted))
+        waiting = list(self.results.payloads)
+        bar = Progress("payload outcomes", len(waiting))
         deadline = time.monotonic() + 30
-        while True:
-            # carrier-ingest's lines start "ingested ..." and "dead-lettered ...".
-            for outcome in ("ingested", "dead-lettered"):
-                for record in await self._carrier_ingest_logs(outcome):
-                    payload = posted.get(record.get("correlation_id") or "")
-                    if payload is not None and payload.outcome != "dead-lettered":
-                        payload.outcome = outcome
-                        payload.detail = record["message"]
-            known = sum(1 for p in posted.values() if p.outcome != "unknown")
-            bar.update(known)
-            if known == len(posted) or time.monotonic() > deadline:
+        while waiting:
+            for payload in list(waiting):
+                found = await self.api.call("GET", payload.status_url, api_key=self.carrier_key)
+                if found["status"] == "ingested":
+                    payload.outcome = "ingested"
+                    payload.detail = f"{found['counts']['events']} events ({found['outcome']})"
+                elif found["status"] == "failed":
+                    payload.outcome = "dead-lettered"
+                    payload.detail = str(found["failure"]["reason"])
+                else:
+                    continue
+                waiting.remove(payload)
+            bar.update(len(self.results.payloads) - len(waiting))
+            if not waiting or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
-        dead = sum(1 for p in posted.values() if p.outcome == "dead-lettered")
+        dead = sum(1 for p in self.results.payloads if p.outcome == "dead-lettered")
         bar.close(f"({dead} dead-lettered)" if dead else "")
-
-    async def _carrier_ingest_logs(self, text: str) -> list[dict[str, Any]]:
-        params = {
-            "service": "carrier-ingest",
-            "tenant": self.tenant,
-            "since": self.started.isoformat(),
-            "text": text,
-            "limit": "1000",
-        }
-        found = await self.api.call("GET", "/v1/logs", token=self.ops, params=params)
-        records: list[dict[str, Any]] = found["records"]
-        return records
 
     async def _documents(self) -> None:
         sources = _example_templates()
@@ -512,7 +507,7 @@ def _print_summary(results: _Results) -> None:
         counts[posted.outcome] += 1
     print(
         f"  {len(results.payloads)} posted: {counts['ingested']} ingested,"
-        f" {counts['dead-lettered']} dead-lettered, {counts['unknown']} not seen in the logs yet"
+        f" {counts['dead-lettered']} dead-lettered, {counts['unknown']} still pending"
     )
     for posted in results.payloads:
         if posted.outcome != "ingested":
