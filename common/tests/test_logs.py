@@ -6,8 +6,11 @@ import json
 import logging
 from typing import Any
 
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web import RequestPayloadError
+
 from wharf_common.envelope import Envelope
-from wharf_common.logs import BusLogHandler, JsonFormatter, log_context
+from wharf_common.logs import BusLogHandler, JsonFormatter, MalformedRequestFilter, log_context
 
 
 def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
@@ -91,3 +94,31 @@ def test_envelope_tolerates_fields_it_does_not_know() -> None:
 
     assert decoded.id == original.id
     assert decoded.body == {"status": "delivered"}
+
+
+def test_a_malformed_request_is_logged_as_a_warning_without_its_bytes() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("gateway"))
+    handler.addFilter(MalformedRequestFilter())
+    logger = logging.getLogger("wharf.test.malformed")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise LineTooLong(b"X-API-Key: wk_marker-secret" + b" " * 70 + b"...", 8190)
+        except LineTooLong as exc:
+            try:
+                raise RequestPayloadError(str(exc)) from exc
+            except RequestPayloadError:
+                logger.exception("Error handling request from %s", "127.0.0.1")
+        logger.error("an unrelated error %s", "stays as it was")
+    finally:
+        logger.removeHandler(handler)
+
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["level"] == "WARNING"
+    assert first["message"] == "refused a malformed HTTP request: RequestPayloadError (status 400)"
+    assert "exception" not in first
+    assert "wk_marker-secret" not in stream.getvalue()
+    assert (second["level"], second["message"]) == ("ERROR", "an unrelated error stays as it was")

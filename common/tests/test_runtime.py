@@ -199,6 +199,29 @@ async def test_tasks_share_a_port_only_when_told_to(start_task: Callable[..., Ta
     assert first.process.poll() is None and second.process.poll() is None
 
 
+async def test_an_over_long_header_is_refused_without_logging_its_bytes(
+    start_task: Callable[..., Task],
+) -> None:
+    task = start_task()
+    await task.wait_ready()
+    secret = b"wk_marker-secret-0123456789"
+    header = b"X-API-Key: " + secret + b" " * 9000 + b"x"
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n"
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", task.port)
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    task.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(task.process.wait, 15)
+
+    assert answer.startswith(b"HTTP/1.0 400")
+    output = await asyncio.to_thread(Path(task.log.name).read_text)
+    assert "refused a malformed HTTP request: LineTooLong (status 400)" in output
+    assert secret.decode() not in output
+
+
 async def test_a_started_service_freezes_its_startup_heap_until_it_closes(
     amqp_url: str, database_url: str, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 
 from wharf_common.errors import (
@@ -51,6 +52,10 @@ def error_response(exc: BaseException) -> web.Response | None:
     if isinstance(exc, TooManyRequests):
         retry = max(1, round(exc.retry_after))
         return problem(exc.status, exc.title, exc.detail, headers={"Retry-After": str(retry)})
+    if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+        # A body aiohttp could not parse (a bad chunk, a broken encoding). Its
+        # message quotes the bytes sent, so it is neither echoed nor logged.
+        return problem(400, "Bad Request", "the request body is malformed")
     if isinstance(exc, ClientError):
         extra = {k: v for k, v in exc.extra.items() if k not in {"title", "status", "detail"}}
         return problem(exc.status, exc.title, exc.detail, **extra)

@@ -2,6 +2,9 @@
 
 Correlation id, tenant and message id live in context variables, so every
 record logged while a request or message is handled carries them as fields.
+aiohttp's records of requests it could not parse are rewritten before any
+handler sees them: their exception quotes the raw bytes, which may hold a
+credential.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web import RequestPayloadError
 from prometheus_client import Counter
 from pydantic_core import to_json
 
@@ -193,6 +198,50 @@ class BusLogHandler(logging.Handler):
             logger.warning("dropped %d log records while the bus buffer was full", dropped)
 
 
+# The logger aiohttp's request handler reports unparsable requests on.
+_AIOHTTP_SERVER_LOGGER = "aiohttp.server"
+
+
+class MalformedRequestFilter(logging.Filter):
+    """Turns aiohttp's report of a request it could not parse into a warning without its bytes.
+
+    aiohttp logs such a request at ERROR with a traceback whose message quotes
+    the offending bytes: the start of an over-long header line is a whole API
+    key or token. The sender's mistake is worth a warning; its exception class
+    and status say what happened without repeating what was sent.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = _parse_error(record.exc_info[1] if record.exc_info else None)
+        if error is None:
+            return True
+        status = error.code if isinstance(error, HttpProcessingError) else 400
+        record.msg = "refused a malformed HTTP request: %s (status %d)"
+        record.args = (type(error).__name__, status)
+        record.exc_info = record.exc_text = record.stack_info = None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _parse_error(error: BaseException | None) -> BaseException | None:
+    """The parse error in `error`'s chain, if any: aiohttp wraps body errors in another."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, HttpProcessingError | RequestPayloadError):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
+def quiet_malformed_requests() -> None:
+    """Install `MalformedRequestFilter` on aiohttp's server logger, once per process."""
+    server = logging.getLogger(_AIOHTTP_SERVER_LOGGER)
+    if not any(isinstance(f, MalformedRequestFilter) for f in server.filters):
+        server.addFilter(MalformedRequestFilter())
+
+
 def configure_logging(
     service: str, level: str = "INFO", *, stream: TextIO | None = None
 ) -> logging.Handler:
@@ -206,4 +255,5 @@ def configure_logging(
     root.setLevel(level.upper())
     for noisy in ("aio_pika", "aiormq", "aiobotocore", "botocore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    quiet_malformed_requests()
     return handler

@@ -91,6 +91,9 @@ class Runtime:
     def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
         self.spec = spec
         self.settings = settings
+        # Here as well as in `configure_logging`: a service started without
+        # `main` (in a test, say) must not log the bytes of a malformed request.
+        logs.quiet_malformed_requests()
         self.app = web.Application(
             middlewares=[request_middleware], client_max_size=8 * 1024 * 1024
         )
