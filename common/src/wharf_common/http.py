@@ -87,6 +87,9 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
                 mapped = problem(500, "Internal Server Error", "the request failed unexpectedly")
             response = mapped
         response.headers[REQUEST_ID_HEADER] = request_id
+        if response.status == 429 and not response.prepared:
+            # Whatever refused, a client told to slow down is told for how long.
+            response.headers.setdefault("Retry-After", "1")
         if not request.path.startswith(("/healthz", "/readyz", "/metrics")):
             logger.info(
                 "%s %s -> %d in %.1f ms",
