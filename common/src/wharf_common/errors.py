@@ -27,7 +27,13 @@ class ClientError(WharfError):
 
     def to_problem(self) -> dict[str, Any]:
         """Return the RFC 9457 problem document for this error."""
-        return {"title": self.title, "status": self.status, "detail": self.detail, **self.extra}
+        return {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
 
 
 class BadRequest(ClientError):

@@ -2,14 +2,16 @@
 
 Each request goes through the same steps, in order: body-size limit (413),
 credential (401), role or scope (403), per-tenant rate limit (429), body and
-path validation (422), then the route's handler with an absolute deadline
-carried on the bus (504 when it passes, 503 when nobody answers).
+path validation (415 for a body that is not JSON, 400 for one that does not
+parse, 422 for invalid fields), then the route's handler with an absolute
+deadline carried on the bus (504 when it passes, 503 when nobody answers).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from wharf_common.errors import (
     TooManyRequests,
     Unauthorized,
     Unprocessable,
+    UnsupportedMediaType,
 )
 from wharf_common.http import REQUEST_ID_KEY
 from wharf_gateway.credentials import ApiKeyVerifier, Principal, TokenVerifier
@@ -139,6 +142,8 @@ class Edge:
             raise PayloadTooLarge(f"the body exceeds {limit} bytes")
 
     async def _read_json(self, request: web.Request) -> Any:
+        if request.body_exists:
+            _check_json_type(request)
         limit = self.settings.max_body_size
         data = bytearray()
         async for chunk in request.content.iter_chunked(64 * 1024):
@@ -147,12 +152,7 @@ class Edge:
                 raise PayloadTooLarge(f"the body exceeds {limit} bytes")
         if not data:
             return {}
-        try:
-            value = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise BadRequest("the body is not valid JSON") from exc
-        _check_depth(value)
-        return value
+        return parse_json(data)
 
     async def _authenticate(self, request: web.Request, route: Route) -> Principal | None:
         if route.access == "public":
@@ -216,6 +216,50 @@ def _allowed(route: Route, principal: Principal) -> bool:
 
 
 MAX_JSON_DEPTH = 32
+
+
+def _check_json_type(request: web.Request) -> None:
+    """Refuse a body that does not say it is JSON, rather than guess."""
+    if "Content-Type" not in request.headers:
+        raise UnsupportedMediaType("the body has no Content-Type; send it as application/json")
+    media_type = request.content_type
+    is_json = media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+    if not is_json:
+        raise UnsupportedMediaType(f"send the body as application/json, not {media_type[:100]}")
+    if request.charset is not None and request.charset.lower() not in {"utf-8", "utf8"}:
+        raise UnsupportedMediaType("a JSON body is UTF-8")
+
+
+class _NotJson(ValueError):
+    """A value Python's parser accepts but JSON does not have."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"the body holds {name}, which JSON does not allow")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson("the body holds a number too large for a double")
+    return value
+
+
+def parse_json(data: bytes | bytearray) -> Any:
+    """Parse a JSON body strictly: no NaN or Infinity, and nested at most MAX_JSON_DEPTH."""
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
+    except _NotJson as exc:
+        raise BadRequest(str(exc)) from None
+    except RecursionError:
+        # The parser itself gave up on the nesting, far past the limit.
+        raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise BadRequest("the body is not valid JSON") from exc
+    _check_depth(value)
+    return value
 
 
 def _check_depth(value: Any) -> None:

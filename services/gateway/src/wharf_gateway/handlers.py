@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from wharf_common.errors import BadRequest, PayloadTooLarge
+from wharf_common.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from wharf_gateway import models
 from wharf_gateway.edge import Call, Edge, check_text
 from wharf_gateway.routes import Handler
@@ -87,7 +87,7 @@ def document_handlers(edge: Edge) -> dict[str, Handler]:
 async def _template_form(request: web.Request, limit: int) -> dict[str, Any]:
     """The fields of a template upload; the archive travels as base64."""
     if not request.content_type.startswith("multipart/"):
-        raise BadRequest("upload a template as multipart/form-data")
+        raise UnsupportedMediaType("upload a template as multipart/form-data")
     try:
         return await _read_form(request, limit)
     # aiohttp's multipart reader reports a malformed body (bad part headers, a

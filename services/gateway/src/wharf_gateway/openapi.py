@@ -20,6 +20,7 @@ _PROBLEMS = {
     "404": "No such object in the caller's tenant",
     "409": "Conflicts with an existing object",
     "413": "The body is too large",
+    "415": "The body is not in the route's content type",
     "422": "Invalid fields, each named",
     "429": "Rate limited; see Retry-After",
     "503": "The service behind is unavailable",
@@ -114,6 +115,8 @@ def _responses(route: Route) -> dict[str, Any]:
         if status == "401" and route.access == "public" and route.body not in _BODY_CREDENTIALS:
             continue
         if status == "409" and route.status != 201:
+            continue
+        if status == "415" and route.body is None and route.content_type != "multipart/form-data":
             continue
         responses[status] = {"description": description, "content": problem}
     return responses

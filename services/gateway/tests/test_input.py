@@ -1,0 +1,98 @@
+"""What the gateway answers to input it cannot take: each a 4xx problem saying why."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from wharf_gateway.edge import MAX_JSON_DEPTH
+
+PASSWORD = "correct horse battery staple"
+ZERO_ID = "00000000-0000-0000-0000-000000000000"
+Signup = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def problem_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    assert response.content_type == "application/problem+json"
+    body: dict[str, Any] = await response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == response.status
+    return body
+
+
+async def test_a_body_not_sent_as_json_gets_415(gateway: Any, http: aiohttp.ClientSession) -> None:
+    url = f"{gateway.url}/v1/tenants"
+    body = json.dumps({"name": ""}).encode()
+    refused = [
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/json; charset=latin-1"},
+    ]
+    accepted = [
+        {"Content-Type": "application/json"},
+        {"Content-Type": "Application/JSON; charset=UTF-8"},
+        {"Content-Type": "application/merge-patch+json"},
+    ]
+
+    for headers in refused:
+        async with http.post(url, data=body, headers=headers) as response:
+            assert response.status == 415, headers
+            await problem_of(response)
+    async with http.post(url, data=body, skip_auto_headers=["Content-Type"]) as response:
+        assert response.status == 415
+        assert "no Content-Type" in (await problem_of(response))["detail"]
+    for headers in accepted:
+        async with http.post(url, data=body, headers=headers) as response:
+            # Past the content type: the fields themselves are what is wrong.
+            assert response.status == 422, headers
+
+
+async def test_json_without_nan_or_infinity(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    url = f"{gateway.url}/v1/shipments"
+    headers = {**bearer(tenant["access_token"]), "Content-Type": "application/json"}
+    details = []
+
+    for value in ("NaN", "Infinity", "-Infinity", "1e999"):
+        body = f'{{"carrier": "ups", "tracking_number": "1Z1", "metadata": {{"kg": {value}}}}}'
+        async with http.post(url, data=body, headers=headers) as response:
+            assert response.status == 400, value
+            details.append((await problem_of(response))["detail"])
+
+    assert details == [
+        "the body holds NaN, which JSON does not allow",
+        "the body holds Infinity, which JSON does not allow",
+        "the body holds -Infinity, which JSON does not allow",
+        "the body holds a number too large for a double",
+    ]
+
+
+async def test_nesting_past_the_limit_is_named_as_such(
+    gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    url = f"{gateway.url}/v1/tenants"
+    headers = {"Content-Type": "application/json"}
+    # Deeper than the parser itself will go, and unfinished: still a nesting problem.
+    body = "[" * 100_000
+
+    async with http.post(url, data=body, headers=headers) as response:
+        assert response.status == 400
+        detail = (await problem_of(response))["detail"]
+
+    assert detail == f"the body is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+async def test_signed_object_problems_have_a_type(
+    gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{gateway.url}/v1/objects/t/a.txt") as response:
+        assert response.status == 403
+        await problem_of(response)
