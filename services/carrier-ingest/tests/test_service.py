@@ -97,6 +97,9 @@ async def test_posted_payloads_become_events_and_shipment_status(
     assert [e["status"] for e in royal["events"]] == ["delivered"]
     listed = await stack.get(tenant, "/v1/shipments")
     assert [s["id"] for s in listed["items"]] == [shipment["id"]]
+    delivered = await stack.get(tenant, "/v1/shipments", status="delivered")
+    assert [s["id"] for s in delivered["items"]] == [shipment["id"]]
+    assert (await stack.get(tenant, "/v1/shipments", status="in_transit"))["items"] == []
 
     await wait_for(lambda: _at_least(status_events, 1))
     assert status_events[0]["body"]["status"] == "delivered"

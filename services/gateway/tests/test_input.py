@@ -8,6 +8,9 @@ from typing import Any
 
 import aiohttp
 
+from wharf_auth import admin
+from wharf_auth.settings import AuthSettings
+from wharf_common.events import ShipmentStatus
 from wharf_gateway.edge import MAX_JSON_DEPTH
 
 PASSWORD = "correct horse battery staple"
@@ -88,6 +91,68 @@ async def test_nesting_past_the_limit_is_named_as_such(
         detail = (await problem_of(response))["detail"]
 
     assert detail == f"the body is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+async def test_an_unknown_shipment_status_filter_gets_422_listing_the_statuses(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+
+    async with http.get(
+        f"{gateway.url}/v1/shipments",
+        params={"status": "bogus"},
+        headers=bearer(tenant["access_token"]),
+    ) as response:
+        assert response.status == 422
+        problem = await problem_of(response)
+
+    assert problem["detail"] == "invalid fields: status"
+    [error] = problem["errors"]
+    assert error["field"] == "status"
+    assert all(f"'{status}'" in error["message"] for status in ShipmentStatus)
+
+
+async def test_a_log_search_ending_before_it_starts_names_the_parameter(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup, auth_settings: AuthSettings
+) -> None:
+    tenant = await signup()
+    await admin.grant_ops(auth_settings.database_url, tenant["email"])
+    login = {"email": tenant["email"], "password": PASSWORD}
+    async with http.post(f"{gateway.url}/v1/auth/token", json=login) as response:
+        ops = bearer((await response.json())["access_token"])
+    moment = "2026-01-01T00:00:00Z"
+
+    async with http.get(
+        f"{gateway.url}/v1/logs", params={"since": moment, "until": moment}, headers=ops
+    ) as response:
+        assert response.status == 422
+        problem = await problem_of(response)
+
+    assert problem["detail"] == "invalid fields: until"
+    assert problem["errors"] == [
+        {"field": "until", "message": "Value error, until must be after since"}
+    ]
+
+
+async def test_webhook_delivery_history_checks_its_page_parameters(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    url = f"{gateway.url}/v1/webhooks/{ZERO_ID}/deliveries"
+    fields = []
+
+    for params in ({"limit": "-1"}, {"limit": "501"}, {"cursor": "not a cursor!"}):
+        async with http.get(url, params=params, headers=bearer(tenant["access_token"])) as r:
+            assert r.status == 422, params
+            fields.append([error["field"] for error in (await problem_of(r))["errors"]])
+    async with http.get(f"{gateway.url}/openapi.json") as response:
+        operation = (await response.json())["paths"]["/v1/webhooks/{id}/deliveries"]["get"]
+
+    assert fields == [["limit"], ["limit"], ["cursor"]]
+    assert {p["name"] for p in operation["parameters"] if p["in"] == "query"} == {
+        "limit",
+        "cursor",
+    }
 
 
 async def test_signed_object_problems_have_a_type(

@@ -101,8 +101,9 @@ async def test_limit_is_capped_and_bad_input_refused(pool: asyncpg.Pool) -> None
         LogSearch(limit=100_000)
     with pytest.raises(ValidationError):
         LogSearch(level="LOUD")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as backwards:
         LogSearch(since=NOW, until=NOW - timedelta(hours=1))
+    assert [error["loc"] for error in backwards.value.errors()] == [("until",)]
     with pytest.raises(ValidationError):
         LogSearch(since=datetime(2026, 1, 1))  # no time zone
     with pytest.raises(BadRequest):

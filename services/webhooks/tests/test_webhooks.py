@@ -72,6 +72,37 @@ async def test_failing_endpoint_receives_each_event_once_correctly_signed(
     assert history["pending"] == 0
 
 
+async def test_delivery_history_pages_newest_first_with_a_cursor(
+    start_webhooks: StartWebhooks, rpc: Rpc, serve: Serve, bus: Bus
+) -> None:
+    async def receiver(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    await start_webhooks()
+    created = await rpc("create", "t1", url=await serve(receiver), event_types=[RENDERED])
+    for _ in range(3):
+        await bus.publish_event(_rendered("t1"))
+    async with asyncio.timeout(15):
+        while len((history := await rpc("deliveries", "t1", id=created["id"]))["items"]) < 3:
+            await asyncio.sleep(0.05)
+
+    pages: list[list[dict[str, Any]]] = []
+    cursor: dict[str, str] = {}
+    while True:
+        page = await rpc("deliveries", "t1", id=created["id"], limit=2, **cursor)
+        pages.append(page["items"])
+        if page["next_cursor"] is None:
+            break
+        cursor = {"cursor": page["next_cursor"]}
+
+    assert [len(items) for items in pages] == [2, 1]
+    assert pages[0] + pages[1] == history["items"]
+    assert history["next_cursor"] is None
+    with pytest.raises(ClientError) as refused:
+        await rpc("deliveries", "t1", id=created["id"], cursor="zzz")
+    assert (refused.value.status, refused.value.detail) == (400, "invalid cursor")
+
+
 def test_signature_is_refused_when_tampered_or_stale() -> None:
     header = signing.signature("whsec_x", b'{"a":1}')
 

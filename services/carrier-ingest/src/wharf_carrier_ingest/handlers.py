@@ -19,6 +19,7 @@ from wharf_common import deadlines, outbox
 from wharf_common.db import Connection
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, Conflict, NotFound, Unauthorized
+from wharf_common.events import ShipmentStatus
 from wharf_common.storage import ObjectStore
 
 from .attach import STATUS_CHANGED, status_changed
@@ -50,7 +51,7 @@ class ListShipments(_Body):
 
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = None
-    status: str | None = None
+    status: ShipmentStatus | None = None
 
 
 class ShipmentId(_Body):

@@ -89,18 +89,34 @@ def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any
         return []
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
+    defs = schema.get("$defs", {})
     parameters = []
     for name, prop in schema["properties"].items():
         parameter = {
             "name": name,
             "in": where,
             "required": where == "path" or name in required,
-            "schema": {k: v for k, v in prop.items() if k not in ("title", "description")},
+            "schema": {
+                k: _inline(v, defs) for k, v in prop.items() if k not in ("title", "description")
+            },
         }
         if "description" in prop:
             parameter["description"] = prop["description"]
         parameters.append(parameter)
     return parameters
+
+
+def _inline(value: Any, defs: dict[str, Any]) -> Any:
+    """`value` with references to the model's own definitions (an enum, say) written out."""
+    if isinstance(value, list):
+        return [_inline(item, defs) for item in value]
+    if not isinstance(value, dict):
+        return value
+    ref = value.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        target = defs[ref.removeprefix("#/$defs/")]
+        return {k: _inline(v, defs) for k, v in target.items() if k not in ("title", "description")}
+    return {k: _inline(v, defs) for k, v in value.items()}
 
 
 def _responses(route: Route) -> dict[str, Any]:

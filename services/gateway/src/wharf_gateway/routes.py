@@ -10,11 +10,13 @@ import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from wharf_common.events import ShipmentStatus
 from wharf_gateway import models
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ class ShipmentQuery(BaseModel):
 
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=200)
-    status: str | None = Field(default=None, max_length=40)
+    status: ShipmentStatus | None = None
 
 
 class ServicePath(BaseModel):
@@ -88,10 +90,33 @@ class LogQuery(BaseModel):
     tenant: str | None = Field(default=None, min_length=1, max_length=200)
     correlation_id: str | None = Field(default=None, min_length=1, max_length=200)
     since: AwareDatetime | None = Field(default=None, description="Inclusive")
-    until: AwareDatetime | None = Field(default=None, description="Exclusive")
+    until: AwareDatetime | None = Field(default=None, description="Exclusive; after since")
     text: str | None = Field(default=None, min_length=1, max_length=200)
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200)
+
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        # On the field, not the model, so the 422 names the parameter.
+        since = info.data.get("since")
+        if until is not None and since is not None and until <= since:
+            raise ValueError("until must be after since")
+        return until
+
+
+class DeliveriesQuery(BaseModel):
+    """A page of a webhook endpoint's delivery attempts, newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The next_cursor of the previous page",
+    )
 
 
 class SetTaskCount(models._Body):
@@ -206,7 +231,7 @@ def table(handlers: dict[str, Handler]) -> list[Route]:
         Route("DELETE", "/v1/webhooks/{id}", "Remove a webhook endpoint", "tenant", "webhooks",
               scope="webhooks:write", path_params=IdPath),
         Route("GET", "/v1/webhooks/{id}/deliveries", "A webhook's delivery history", "tenant",
-              "webhooks", scope="webhooks:read", path_params=IdPath),
+              "webhooks", scope="webhooks:read", path_params=IdPath, query=DeliveriesQuery),
         Route("POST", "/v1/webhooks/{id}/replay", "Replay a webhook's deliveries", "tenant",
               "webhooks", scope="webhooks:write", path_params=IdPath, body=models.ReplayWebhook,
               status=202),

@@ -19,9 +19,10 @@ def webhook_handlers(edge: Edge) -> dict[str, Handler]:
 
     def forward(operation: str, *, status: int = 200) -> Handler:
         async def handle(call: Call) -> web.StreamResponse:
-            data: dict[str, Any] = call.body.model_dump(mode="json") if call.body else {}
-            if call.path is not None:
-                data.update(call.path.model_dump(mode="json"))
+            data: dict[str, Any] = {}
+            for part in (call.body, call.path, call.query):
+                if part is not None:
+                    data.update(part.model_dump(mode="json", exclude_none=True))
             envelope = Envelope(
                 type=operation,
                 body={"data": data},

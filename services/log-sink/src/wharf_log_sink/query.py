@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from wharf_common.db import quote_schema
 from wharf_common.errors import BadRequest
@@ -50,11 +50,14 @@ class LogSearch(BaseModel):
     limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(default=None, max_length=200)
 
-    @model_validator(mode="after")
-    def _range(self) -> LogSearch:
-        if self.since and self.until and self.since >= self.until:
-            raise ValueError("since must be before until")
-        return self
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        # On the field, not the model, so the 422 names the parameter.
+        since = info.data.get("since")
+        if until is not None and since is not None and until <= since:
+            raise ValueError("until must be after since")
+        return until
 
 
 def encode_cursor(ts: datetime, record_id: uuid.UUID) -> str:

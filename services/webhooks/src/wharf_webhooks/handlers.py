@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import uuid
@@ -18,14 +20,13 @@ from wharf_common.subscriber import handled_once
 from wharf_webhooks import signing
 from wharf_webhooks.addresses import check_endpoint
 from wharf_webhooks.delivery import Dispatcher, delivery_row
-from wharf_webhooks.models import CreateEndpoint, EndpointId, Replay
+from wharf_webhooks.models import CreateEndpoint, Deliveries, EndpointId, Replay
 from wharf_webhooks.sealing import SecretBox
 from wharf_webhooks.settings import WebhookSettings
 
 logger = logging.getLogger(__name__)
 
 SCHEMA = "webhooks"
-_HISTORY = 100
 
 
 class Webhooks:
@@ -103,24 +104,33 @@ class Webhooks:
         return {"id": str(endpoint_id), "deleted": True}
 
     async def deliveries(self, tenant: str, data: dict[str, Any]) -> Any:
-        """The endpoint's most recent delivery attempts and their outcomes, newest first."""
-        endpoint_id = EndpointId.model_validate(data).id
-        await self._endpoint(tenant, endpoint_id)
+        """A page of the endpoint's delivery attempts and their outcomes, newest first."""
+        request = Deliveries.model_validate(data)
+        before = _decode_cursor(request.cursor) if request.cursor else None
+        await self._endpoint(tenant, request.id)
         rows = await self.pool.fetch(
             "SELECT a.*, d.event_id, d.status, d.replay, ev.type FROM webhooks.attempts a"
             " JOIN webhooks.deliveries d ON d.id = a.delivery_id"
             " JOIN webhooks.events ev ON ev.tenant = d.tenant AND ev.id = d.event_id"
-            " WHERE a.endpoint_id = $1 AND a.tenant = $2 ORDER BY a.id DESC LIMIT $3",
-            endpoint_id,
+            " WHERE a.endpoint_id = $1 AND a.tenant = $2 AND ($3::bigint IS NULL OR a.id < $3)"
+            " ORDER BY a.id DESC LIMIT $4",
+            request.id,
             tenant,
-            _HISTORY,
+            before,
+            request.limit + 1,
         )
         pending = await self.pool.fetchval(
             "SELECT count(*) FROM webhooks.deliveries"
             " WHERE endpoint_id = $1 AND status = 'pending'",
-            endpoint_id,
+            request.id,
         )
-        return {"items": [delivery_row(row) for row in rows], "pending": pending}
+        page = rows[: request.limit]
+        cursor = _encode_cursor(page[-1]["id"]) if len(rows) > request.limit else None
+        return {
+            "items": [delivery_row(row) for row in page],
+            "pending": pending,
+            "next_cursor": cursor,
+        }
 
     async def replay(self, tenant: str, data: dict[str, Any]) -> Any:
         """Schedule the endpoint's event types that occurred since a time to be sent again."""
@@ -197,3 +207,21 @@ def _endpoint(row: asyncpg.Record) -> dict[str, Any]:
         "event_types": list(row["event_types"]),
         "created_at": row["created_at"].isoformat(),
     }
+
+
+def _encode_cursor(attempt_id: int) -> str:
+    """An opaque cursor that resumes a delivery history after the attempt."""
+    raw = json.dumps([attempt_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    """Read a cursor made by `_encode_cursor`; BadRequest when it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        (attempt_id,) = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequest("invalid cursor") from None
+    if type(attempt_id) is not int or not 0 < attempt_id < 2**63:
+        raise BadRequest("invalid cursor")
+    return attempt_id

@@ -34,6 +34,14 @@ class EndpointId(_Body):
     id: uuid.UUID
 
 
+class Deliveries(_Body):
+    """A page of one endpoint's delivery attempts, newest first."""
+
+    id: uuid.UUID
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
 class Replay(_Body):
     """Send again the endpoint's events that occurred since a time."""
 
