@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +14,7 @@ import aiohttp
 from wharf_auth import admin
 from wharf_auth.settings import AuthSettings
 from wharf_common.events import ShipmentStatus
+from wharf_common.logs import JsonFormatter
 from wharf_gateway.edge import MAX_JSON_DEPTH
 
 PASSWORD = "correct horse battery staple"
@@ -161,3 +165,86 @@ async def test_signed_object_problems_have_a_type(
     async with http.get(f"{gateway.url}/v1/objects/t/a.txt") as response:
         assert response.status == 403
         await problem_of(response)
+
+
+async def test_every_kind_of_429_says_when_to_retry(
+    auth: Any, start_gateway: Any, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(
+        anonymous_per_second=0.001,
+        anonymous_burst=6,
+        rate_limit_per_second=0.001,
+        rate_limit_burst=2,
+    )
+    email = "admin@example.com"
+    signup = {"name": "Acme", "admin_email": email, "admin_password": PASSWORD}
+    async with http.post(f"{gateway.url}/v1/tenants", json=signup) as response:
+        assert response.status == 201
+    token = f"{gateway.url}/v1/auth/token"
+    async with http.post(token, json={"email": email, "password": PASSWORD}) as response:
+        access = bearer((await response.json())["access_token"])
+    for _ in range(3):
+        async with http.post(token, json={"email": email, "password": "wrong"}) as response:
+            assert response.status == 401
+    refusals: dict[str, str | None] = {}
+
+    # Auth's login throttle, relayed over the bus: the sixth anonymous request.
+    async with http.post(token, json={"email": email, "password": PASSWORD}) as response:
+        assert response.status == 429
+        refusals["login throttle"] = response.headers.get("Retry-After")
+    # The seventh: the per-address bucket is empty.
+    async with http.post(token, json={"email": email, "password": PASSWORD}) as response:
+        assert response.status == 429
+        refusals["per address"] = response.headers.get("Retry-After")
+    # The tenant's bucket of two (carrier-ingest is not running: 503 until then);
+    # the task then remembers the refusal for a moment rather than ask Redis.
+    statuses = []
+    for name in ("", "", "per tenant", "per tenant, again"):
+        async with http.get(f"{gateway.url}/v1/shipments", headers=access) as response:
+            statuses.append(response.status)
+            if name:
+                refusals[name] = response.headers.get("Retry-After")
+
+    assert statuses == [503, 503, 429, 429]
+    assert len(refusals) == 4
+    assert all(value is not None and int(value) >= 1 for value in refusals.values()), refusals
+
+
+async def test_an_over_long_header_never_reaches_the_logs(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup
+) -> None:
+    tenant = await signup()
+    async with http.post(
+        f"{gateway.url}/v1/api-keys",
+        json={"name": "erp", "scopes": ["shipments:read"]},
+        headers=bearer(tenant["access_token"]),
+    ) as response:
+        key = (await response.json())["key"]
+    request = (
+        f"GET /v1/shipments HTTP/1.1\r\nHost: gateway\r\nX-API-Key: {key}{' ' * 9000}x\r\n\r\n"
+    ).encode()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("gateway"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    assert answer.startswith(b"HTTP/1.0 400")
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    refused = [r for r in records if r["logger"] == "aiohttp.server"]
+    assert [(r["level"], r["message"]) for r in refused] == [
+        ("WARNING", "refused a malformed HTTP request: LineTooLong (status 400)")
+    ]
+    assert key not in stream.getvalue()
