@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -70,6 +71,12 @@ async def test_failing_endpoint_receives_each_event_once_correctly_signed(
     history = await rpc("deliveries", "t1", id=created["id"])
     assert Counter(item["status_code"] for item in history["items"]) == {500: 3, 204: 2}
     assert history["pending"] == 0
+    for item in history["items"]:
+        # Each attempt keeps its own outcome; the delivery's later success is shown apart.
+        failed = item["status_code"] == 500
+        assert item["attempt_outcome"] == ("failed" if failed else "succeeded")
+        assert item["error"] == ("HTTP 500" if failed else None)
+        assert item["current_delivery_status"] == "delivered"
 
 
 async def test_delivery_history_pages_newest_first_with_a_cursor(
@@ -184,7 +191,7 @@ async def test_redirect_to_an_internal_address_is_not_followed(
 
     async def failed() -> bool:
         history = await rpc("deliveries", "t1", id=created["id"])
-        return bool(history["items"]) and history["items"][0]["delivery_status"] == "failed"
+        return bool(history["items"]) and history["items"][0]["current_delivery_status"] == "failed"
 
     end = time.monotonic() + 15
     while not await failed():
@@ -300,9 +307,102 @@ async def test_delivery_that_keeps_failing_is_marked_failed_after_its_window(
     end = time.monotonic() + 15
     while True:
         history = await rpc("deliveries", "t1", id=created["id"])
-        if history["items"] and history["items"][0]["delivery_status"] == "failed":
+        if history["items"] and history["items"][0]["current_delivery_status"] == "failed":
             break
         assert time.monotonic() < end
         await asyncio.sleep(0.1)
     assert 2 <= len(history["items"]) <= 10
     assert history["pending"] == 0
+
+
+async def test_deleting_an_endpoint_mid_delivery_cancels_that_delivery_for_good(
+    start_webhooks: StartWebhooks, rpc: Rpc, serve: Serve, bus: Bus, database_url: str
+) -> None:
+    arrived = asyncio.Event()
+    release = asyncio.Event()
+    calls = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        arrived.set()
+        await release.wait()
+        return web.Response(status=500)
+
+    await start_webhooks(webhook_timeout=30.0)
+    created = await rpc("create", "t1", url=await serve(slow), event_types=[RENDERED])
+    endpoint_id = uuid.UUID(created["id"])
+    await bus.publish_event(_rendered("t1"))
+    async with asyncio.timeout(15):
+        await arrived.wait()
+
+    await rpc("delete", "t1", id=created["id"])
+    release.set()
+
+    conn = await asyncpg.connect(database_url)
+    try:
+
+        async def attempts() -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM webhooks.attempts WHERE endpoint_id = $1", endpoint_id
+                )
+            )
+
+        async with asyncio.timeout(15):
+            while not await attempts():
+                await asyncio.sleep(0.05)
+        status = "SELECT status FROM webhooks.deliveries WHERE endpoint_id = $1"
+        assert await conn.fetchval(status, endpoint_id) == "cancelled"
+        # A write racing the delete can still leave a pending delivery behind;
+        # a deleted endpoint's deliveries are never claimed all the same.
+        await conn.execute(
+            "UPDATE webhooks.deliveries SET status = 'pending', next_attempt_at = now()"
+            " WHERE endpoint_id = $1",
+            endpoint_id,
+        )
+        await asyncio.sleep(0.5)
+        assert calls == 1
+        assert await attempts() == 1
+    finally:
+        await conn.close()
+
+
+async def test_replaying_again_skips_events_whose_delivery_is_still_pending(
+    start_webhooks: StartWebhooks, rpc: Rpc, serve: Serve, bus: Bus
+) -> None:
+    received: list[str] = []
+    open_ = asyncio.Event()
+    open_.set()
+
+    async def receiver(request: web.Request) -> web.Response:
+        await open_.wait()
+        received.append(json.loads(await request.read())["id"])
+        return web.Response(status=204)
+
+    # Held requests must not time out and be retried behind the test's back.
+    await start_webhooks(webhook_timeout=30.0)
+    created = await rpc("create", "t1", url=await serve(receiver), event_types=[RENDERED])
+    since = deadlines.now()
+    published = [_rendered("t1") for _ in range(3)]
+    for envelope in published:
+        await bus.publish_event(envelope)
+    async with asyncio.timeout(15):
+        while True:
+            history = await rpc("deliveries", "t1", id=created["id"])
+            if len(history["items"]) == 3 and history["pending"] == 0:
+                break
+            await asyncio.sleep(0.05)
+    open_.clear()
+
+    first = await rpc("replay", "t1", id=created["id"], since=since.isoformat())
+    second = await rpc("replay", "t1", id=created["id"], since=since.isoformat())
+
+    assert (first["scheduled"], first["already_pending"]) == (3, 0)
+    assert (second["scheduled"], second["already_pending"]) == (0, 3)
+    open_.set()
+    await _eventually(lambda: len(received) == 6)
+    await asyncio.sleep(0.5)
+    assert Counter(received) == {str(e.id): 2 for e in published}
+    third = await rpc("replay", "t1", id=created["id"], since=since.isoformat())
+    assert (third["scheduled"], third["already_pending"]) == (3, 0)

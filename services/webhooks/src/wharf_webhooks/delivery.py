@@ -15,8 +15,13 @@ any one endpoint, so a dead endpoint's backlog never fills the workers.
 A failed delivery is retried with doubling back-off until
 `webhook_retry_for` seconds after it was created, then marked failed.
 Redirects are never followed; a destination that resolves to a non-public
-address fails at once. Delivery is at least once: a receiver deduplicates
-on the ``Wharf-Event-Id`` header.
+address fails at once. Deleting an endpoint cancels its pending deliveries;
+an attempt already in flight finishes and is recorded, but its delivery
+stays cancelled and is never claimed again.
+
+Delivery is at least once: every attempt of one delivery carries the same
+``Wharf-Delivery-Id``, so a receiver deduplicates retries on it; a replay is
+a new delivery of the same ``Wharf-Event-Id``.
 """
 
 from __future__ import annotations
@@ -95,10 +100,12 @@ class Dispatcher:
         async with self._pool.acquire() as conn, conn.transaction():
             candidates = await conn.fetch(
                 "SELECT id, endpoint_id FROM ("
-                " SELECT id, endpoint_id, next_attempt_at, row_number() OVER"
-                " (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS rank"
-                " FROM webhooks.deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
-                " AND NOT (endpoint_id = ANY($1::uuid[]))) due"
+                " SELECT d.id, d.endpoint_id, d.next_attempt_at, row_number() OVER"
+                " (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS rank"
+                " FROM webhooks.deliveries d"
+                " JOIN webhooks.endpoints e ON e.id = d.endpoint_id AND e.deleted_at IS NULL"
+                " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+                " AND NOT (d.endpoint_id = ANY($1::uuid[]))) due"
                 " WHERE rank <= $2 ORDER BY next_attempt_at, id LIMIT $3",
                 full,
                 limit,
@@ -121,6 +128,7 @@ class Dispatcher:
                 " JOIN webhooks.endpoints e ON e.id = d.endpoint_id"
                 " JOIN webhooks.events ev ON ev.tenant = d.tenant AND ev.id = d.event_id"
                 " WHERE d.id = ANY($1::bigint[]) AND d.status = 'pending'"
+                " AND e.deleted_at IS NULL"
                 " AND d.next_attempt_at <= now() FOR UPDATE OF d SKIP LOCKED",
                 picked,
             )
@@ -218,11 +226,13 @@ class Dispatcher:
                 outcome, next_at = "failed", None
             else:
                 outcome, next_at = "pending", retry_at
+            # Only a pending delivery moves on: one cancelled while this attempt
+            # was in flight (its endpoint deleted) stays cancelled.
             await conn.execute(
                 "UPDATE webhooks.deliveries SET status = $2, attempts = $3, last_error = $4,"
                 " next_attempt_at = coalesce($5, next_attempt_at),"
                 " finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END"
-                " WHERE id = $1",
+                " WHERE id = $1 AND status = 'pending'",
                 row["id"],
                 outcome,
                 attempt,
@@ -231,17 +241,18 @@ class Dispatcher:
             )
 
 
-def delivery_row(row: asyncpg.Record) -> dict[str, Any]:
-    """One attempt as the tenant sees it."""
+def attempt_row(row: asyncpg.Record) -> dict[str, Any]:
+    """One attempt as the tenant sees it: its own outcome, and its delivery's status now."""
     return {
         "delivery_id": row["delivery_id"],
         "event_id": str(row["event_id"]),
         "event_type": row["type"],
-        "delivery_status": row["status"],
         "replay": row["replay"],
         "attempt": row["attempt"],
         "attempted_at": row["attempted_at"].isoformat(),
+        "attempt_outcome": "succeeded" if row["error"] is None else "failed",
         "status_code": row["status_code"],
         "error": row["error"],
         "duration_ms": round(row["duration_ms"], 1),
+        "current_delivery_status": row["status"],
     }

@@ -19,7 +19,7 @@ from wharf_common.errors import BadRequest, Forbidden, NotFound
 from wharf_common.subscriber import handled_once
 from wharf_webhooks import signing
 from wharf_webhooks.addresses import check_endpoint
-from wharf_webhooks.delivery import Dispatcher, delivery_row
+from wharf_webhooks.delivery import Dispatcher, attempt_row
 from wharf_webhooks.models import CreateEndpoint, Deliveries, EndpointId, Replay
 from wharf_webhooks.sealing import SecretBox
 from wharf_webhooks.settings import WebhookSettings
@@ -127,30 +127,53 @@ class Webhooks:
         page = rows[: request.limit]
         cursor = _encode_cursor(page[-1]["id"]) if len(rows) > request.limit else None
         return {
-            "items": [delivery_row(row) for row in page],
+            "items": [attempt_row(row) for row in page],
             "pending": pending,
             "next_cursor": cursor,
         }
 
     async def replay(self, tenant: str, data: dict[str, Any]) -> Any:
-        """Schedule the endpoint's event types that occurred since a time to be sent again."""
+        """Schedule the endpoint's event types that occurred since a time to be sent again.
+
+        An event that already has a pending delivery to the endpoint is skipped,
+        so replaying twice does not double the pending work. At most
+        `webhook_replay_limit` deliveries are scheduled, oldest events first.
+        """
         request = Replay.model_validate(data)
-        endpoint = await self._endpoint(tenant, request.id)
         async with self.pool.acquire() as conn, conn.transaction():
-            count = await conn.fetchval(
-                "WITH sent AS (INSERT INTO webhooks.deliveries"
-                " (tenant, endpoint_id, event_id, replay)"
-                " SELECT tenant, $2, id, true FROM webhooks.events"
-                " WHERE tenant = $1 AND occurred_at >= $3 AND type = ANY($4::text[])"
-                " ORDER BY occurred_at LIMIT $5 RETURNING 1) SELECT count(*) FROM sent",
+            # Locking the endpoint makes concurrent replays of it take turns,
+            # so each sees what the other scheduled.
+            endpoint = await conn.fetchrow(
+                "SELECT event_types FROM webhooks.endpoints"
+                " WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
+                tenant,
+                request.id,
+            )
+            if endpoint is None:
+                raise NotFound("no such webhook endpoint")
+            row = await conn.fetchrow(
+                "WITH matched AS (SELECT ev.id, ev.occurred_at, EXISTS (SELECT 1"
+                " FROM webhooks.deliveries p WHERE p.endpoint_id = $2 AND p.event_id = ev.id"
+                " AND p.status = 'pending') AS pending FROM webhooks.events ev"
+                " WHERE ev.tenant = $1 AND ev.occurred_at >= $3 AND ev.type = ANY($4::text[])),"
+                " sent AS (INSERT INTO webhooks.deliveries (tenant, endpoint_id, event_id, replay)"
+                " SELECT $1, $2, id, true FROM matched WHERE NOT pending"
+                " ORDER BY occurred_at LIMIT $5 RETURNING 1)"
+                " SELECT (SELECT count(*) FROM sent) AS scheduled,"
+                " (SELECT count(*) FROM matched WHERE pending) AS already_pending",
                 tenant,
                 request.id,
                 request.since,
                 endpoint["event_types"],
                 self.settings.webhook_replay_limit,
             )
+        assert row is not None
         self.dispatcher.wake()
-        return {"id": str(request.id), "scheduled": count}
+        return {
+            "id": str(request.id),
+            "scheduled": row["scheduled"],
+            "already_pending": row["already_pending"],
+        }
 
     async def _endpoint(self, tenant: str, endpoint_id: uuid.UUID) -> asyncpg.Record:
         row = await self.pool.fetchrow(
