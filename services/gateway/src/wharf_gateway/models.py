@@ -242,6 +242,45 @@ class ReplayWebhook(_Body):
     since: AwareDatetime
 
 
+class WebhookReplayed(BaseModel):
+    """What a replay scheduled; events already pending to the endpoint are not sent twice."""
+
+    id: uuid.UUID
+    scheduled: int = Field(description="New deliveries, at most the service's replay limit")
+    already_pending: int = Field(
+        description="Events skipped because a delivery of them to this endpoint is pending"
+    )
+
+
+class WebhookAttempt(BaseModel):
+    """One attempt to deliver an event: its own outcome, and its delivery's status now."""
+
+    delivery_id: int = Field(description="Sent as Wharf-Delivery-Id; the same on every retry")
+    event_id: uuid.UUID = Field(description="Sent as Wharf-Event-Id")
+    event_type: str
+    replay: bool
+    attempt: int = Field(description="1 for the delivery's first attempt")
+    attempted_at: AwareDatetime
+    attempt_outcome: Literal["succeeded", "failed"] = Field(
+        description="This attempt's own result: succeeded on a 2xx answer"
+    )
+    status_code: int | None = Field(description="The HTTP status this attempt got, if any")
+    error: str | None = Field(description="Why this attempt failed")
+    duration_ms: float
+    current_delivery_status: Literal["pending", "delivered", "failed", "cancelled"] = Field(
+        description="The delivery's status now, after all its attempts so far; the same on"
+        " every attempt of one delivery"
+    )
+
+
+class WebhookDeliveries(BaseModel):
+    """A page of an endpoint's delivery attempts, newest first."""
+
+    items: list[WebhookAttempt]
+    pending: int = Field(description="Deliveries to the endpoint not yet delivered or failed")
+    next_cursor: str | None
+
+
 TrackingNumber = Annotated[str, Field(min_length=1, max_length=100)]
 CarrierName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 
