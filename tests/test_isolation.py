@@ -67,6 +67,7 @@ def by_id(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         ("GET", f"/v1/documents/{ids['document']}", {}),
         ("GET", f"/v1/document-batches/{ids['batch']}", {}),
+        ("GET", f"/v1/document-batches/{ids['batch']}/items", {}),
         ("GET", f"/v1/shipments/{ids['shipment']}", {}),
         ("GET", f"/v1/carrier-documents/{ids['carrier_documents']}", {}),
         ("GET", f"/v1/carriers/fedex/events/{ids['ingest']}", {}),
@@ -94,7 +95,7 @@ async def test_tenant_b_never_sees_tenant_a_objects(platform: Platform) -> None:
         assert (await platform.request("GET", "/v1/webhooks", credential))[1]["items"] == []
         assert (await platform.request("GET", TRACKING, credential))[1]["events"] == []
 
-    for method, path, kwargs in by_id(ids)[:6]:
+    for method, path, kwargs in by_id(ids)[:7]:
         status, _ = await platform.request(method, path, a.bearer, **kwargs)
         assert status in {200, 202}, (method, path)
     assert (await platform.request("GET", "/v1/templates", a.key))[1]["templates"]

@@ -657,3 +657,88 @@ async def test_refs_are_validated_like_inline_data(
     assert "items_ref" in json.dumps(neither)
     assert "items.1.data" in items["detail"]
     assert "data" in data["detail"]
+
+
+async def test_idempotency_key_yields_one_batch_and_refuses_another_request(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    other = await signup(http, gateway.url, "b@example.com")
+    await client.upload("note", html="<p>{{ text }}</p>")
+    await other.upload("note", html="<p>{{ text }}</p>")
+    body = {"template": "note", "items": [{"data": {"text": "x"}}]}
+    key = {"Idempotency-Key": "batch-1"}
+
+    def post(who: Client, json: Any, expect: int) -> Any:
+        return who.request("POST", "/v1/document-batches", json=json, headers=key, expect=expect)
+
+    first = await post(client, body, 202)
+    again = await post(client, {**body, "bundle": "zip"}, 202)
+    theirs = await post(other, body, 202)
+    changed = await post(client, {**body, "bundle": "pdf"}, 422)
+    document = await client.render(template="note", data={"text": "x"}, idempotency_key="d-1")
+    other_document = await client.render(
+        template="note", data={"text": "y"}, idempotency_key="d-1", expect=422
+    )
+
+    assert again["id"] == first["id"]
+    assert theirs["id"] != first["id"]
+    assert changed["detail"] == "Idempotency-Key reused with a different request"
+    assert document["status"] in ("queued", "rendering", "done")
+    assert other_document["detail"] == changed["detail"]
+
+
+async def test_batch_items_name_each_failure_and_its_reason(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    gateway, _ = await stack()
+    client = await signup(http, gateway.url, "a@example.com")
+    other = await signup(http, gateway.url, "b@example.com")
+    await client.upload("strict", html="<p>{{ 100 // n }}</p>")
+    items = [{"data": {"n": n}, "filename": f"n{n}.pdf"} for n in (1, 0, 2, 0)]
+    batch = await client.request(
+        "POST", "/v1/document-batches", json={"template": "strict", "items": items}, expect=202
+    )
+    path = f"/v1/document-batches/{batch['id']}"
+    done = await client.wait(path)
+
+    failed = await client.request("GET", f"{path}/items?status=failed", expect=200)
+    first = await client.request("GET", f"{path}/items?limit=2", expect=200)
+    rest = await client.request(
+        "GET", f"{path}/items?limit=2&cursor={first['next_cursor']}", expect=200
+    )
+    await other.request("GET", f"{path}/items", expect=404)
+
+    assert (done["status"], done["failed"]) == ("done", 2)
+    reason = failed["items"][0]["reason"]
+    assert done["failures"] == {reason: 2} and done["reason"] == reason
+    assert [(i["index"], i["filename"]) for i in failed["items"]] == [(1, "n0.pdf"), (3, "n0.pdf")]
+    assert all(i["detail"] for i in failed["items"])
+    assert failed["next_cursor"] is None
+    pages = first["items"] + rest["items"]
+    assert [i["index"] for i in pages] == [0, 1, 2, 3]
+    assert rest["next_cursor"] is None
+    assert pages[0]["status"] == "done" and pages[0]["reason"] is None
+    assert pages[0]["document"] == f"/v1/documents/{pages[0]['document_id']}"
+    document = await client.request("GET", pages[0]["document"], expect=200)
+    assert document["batch_id"] == batch["id"]
+
+
+async def test_uploaded_items_that_are_not_a_json_array_say_so(
+    stack: Stack, http: aiohttp.ClientSession, local_storage: str
+) -> None:
+    gateway, _ = await stack(storage_url=local_storage)
+    client = await signup(http, gateway.url, "a@example.com")
+    await client.upload("note", html="<p>{{ text }}</p>")
+    null = await put_upload(client, gateway, None)
+    nan = await put_upload(client, gateway, [{"data": {"n": float("nan")}}])
+
+    def post(ref: str) -> Any:
+        body = {"template": "note", "items_ref": ref}
+        return client.request("POST", "/v1/document-batches", json=body, expect=422)
+
+    assert (await post(null))["detail"] == "the upload at items_ref must hold a JSON array of items"
+    assert (await post(nan))[
+        "detail"
+    ] == "the upload at items_ref holds NaN, which JSON does not allow"

@@ -248,3 +248,90 @@ async def test_an_over_long_header_never_reaches_the_logs(
         ("WARNING", "refused a malformed HTTP request: LineTooLong (status 400)")
     ]
     assert key not in stream.getvalue()
+
+
+async def raw_request(gateway: Any, head: bytes, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    """Send bytes aiohttp's client would not send; return the status and the problem."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    length = f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    writer.write(head + length + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    problem = json.loads(rest.partition(b"\r\n\r\n")[2] or b"{}")
+    return int(status_line.split()[1]), problem
+
+
+async def test_headers_that_are_not_ascii_get_400_naming_them(gateway: Any, signup: Signup) -> None:
+    tenant = await signup()
+    token = tenant["access_token"].encode()
+    body = json.dumps({"template": "note", "data": {}}).encode()
+    post = b"POST /v1/documents HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+
+    key = await raw_request(
+        gateway,
+        post + b"Authorization: Bearer " + token + b"\r\nIdempotency-Key: caf\xe9\r\n",
+        body,
+    )
+    api_key = await raw_request(gateway, post + b"X-API-Key: caf\xe9\r\n", body)
+    bearer_ = await raw_request(gateway, post + b"Authorization: Bearer caf\xe9\r\n", body)
+    too_long = await raw_request(
+        gateway,
+        post + b"Authorization: Bearer " + token + b"\r\nIdempotency-Key: " + b"k" * 256 + b"\r\n",
+        body,
+    )
+
+    assert key[0] == api_key[0] == bearer_[0] == too_long[0] == 400
+    assert "Idempotency-Key header must be printable ASCII" in key[1]["detail"]
+    assert "X-API-Key header" in api_key[1]["detail"]
+    assert "Authorization header" in bearer_[1]["detail"]
+    assert "1 to 255" in too_long[1]["detail"]
+
+
+async def test_numbers_are_json_numbers_not_booleans_or_strings(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup, auth_settings: AuthSettings
+) -> None:
+    tenant = await signup()
+    await admin.grant_ops(auth_settings.database_url, tenant["email"])
+    login = {"email": tenant["email"], "password": PASSWORD}
+    async with http.post(f"{gateway.url}/v1/auth/token", json=login) as response:
+        ops = bearer((await response.json())["access_token"])
+    scale = f"{gateway.url}/v1/ops/services/documents/tasks"
+    refused: list[tuple[str, str, Any, str]] = [
+        ("PUT", scale, {"count": True}, "count"),
+        ("PUT", scale, {"count": "2"}, "count"),
+        ("POST", f"{gateway.url}/v1/uploads", {"size": True}, "size"),
+        ("POST", f"{gateway.url}/v1/documents", {"template": "a", "version": "1"}, "version"),
+    ]
+
+    for method, url, body, field in refused:
+        async with http.request(method, url, json=body, headers=ops) as response:
+            assert response.status == 422, (body, await response.text())
+            problem = await problem_of(response)
+            assert problem["detail"] == f"invalid fields: {field}", body
+
+
+async def test_times_outside_years_1_to_9999_get_422_naming_the_field(
+    gateway: Any, http: aiohttp.ClientSession, signup: Signup, auth_settings: AuthSettings
+) -> None:
+    tenant = await signup()
+    await admin.grant_ops(auth_settings.database_url, tenant["email"])
+    login = {"email": tenant["email"], "password": PASSWORD}
+    async with http.post(f"{gateway.url}/v1/auth/token", json=login) as response:
+        ops = bearer((await response.json())["access_token"])
+    early, late = "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-01:00"
+
+    async with http.post(
+        f"{gateway.url}/v1/webhooks/{ZERO_ID}/replay", json={"since": early}, headers=ops
+    ) as response:
+        assert response.status == 422
+        replay = await problem_of(response)
+    async with http.get(f"{gateway.url}/v1/logs", params={"until": late}, headers=ops) as response:
+        assert response.status == 422
+        logs = await problem_of(response)
+
+    assert replay["detail"] == "invalid fields: since"
+    assert logs["detail"] == "invalid fields: until"
+    assert "between years 1 and 9999" in logs["errors"][0]["message"]

@@ -46,11 +46,11 @@ from wharf_common.consumer import Delivery
 from wharf_common.db import Connection, claim_message
 from wharf_common.envelope import Envelope
 from wharf_common.errors import InvalidMessage, NotFound, Unprocessable
-from wharf_documents import templates
+from wharf_documents import idempotency, templates
 from wharf_documents.bundle import merge_pdfs, zip_pdfs
 from wharf_documents.context import BATCH_QUEUE, BUNDLE_QUEUE, SCHEMA
 from wharf_documents.intake import check_data, job_deadline, render_command
-from wharf_documents.models import NewBatch
+from wharf_documents.models import BatchItemsQuery, NewBatch
 
 if TYPE_CHECKING:
     from wharf_documents.context import Context
@@ -62,8 +62,18 @@ _BUNDLE_SECONDS = 600.0
 _CONTENT_TYPES = {"zip": "application/zip", "pdf": "application/pdf"}
 
 
-async def create(ctx: Context, tenant: str, correlation_id: str, body: NewBatch) -> dict[str, Any]:
-    """Accept a batch: store its items and put the first window of them on the bus."""
+async def create(
+    ctx: Context,
+    tenant: str,
+    correlation_id: str,
+    body: NewBatch,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> dict[str, Any]:
+    """Accept a batch: store its items and put the first window of them on the bus.
+
+    A repeated idempotency key returns the batch it made first, as jobs.create does.
+    """
     items = body.items
     if items is None:
         raise Unprocessable("the batch has no items")
@@ -76,16 +86,25 @@ async def create(ctx: Context, tenant: str, correlation_id: str, body: NewBatch)
     batch_id = uuid.uuid4()
 
     async with ctx.db.acquire() as conn, conn.transaction():
-        await conn.execute(
+        inserted = await conn.fetchval(
             f"INSERT INTO {SCHEMA}.batches (id, tenant, template_id, total, bundle_format,"
-            " deadline) VALUES ($1, $2, $3, $4, $5, $6)",
+            " deadline, idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING id",
             batch_id,
             tenant,
             template["id"],
             len(items),
             body.bundle,
             deadline,
+            idempotency_key,
+            request_hash,
         )
+        if inserted is None:
+            # The same key won a race with this request: answer with its batch.
+            assert idempotency_key is not None
+            again = await by_idempotency_key(ctx, tenant, idempotency_key, request_hash)
+            assert again is not None
+            return again
         await conn.executemany(
             f"INSERT INTO {SCHEMA}.jobs (id, tenant, template_id, data, filename,"
             " correlation_id, deadline, batch_id, seq, fed)"
@@ -108,6 +127,22 @@ async def create(ctx: Context, tenant: str, correlation_id: str, body: NewBatch)
         await feed(conn, batch_id, ctx.window.target)
     logger.info("accepted batch %s of %d items", batch_id, len(items))
     return await get(ctx, tenant, batch_id)
+
+
+async def by_idempotency_key(
+    ctx: Context, tenant: str, key: str, request_hash: str | None
+) -> dict[str, Any] | None:
+    """The batch the tenant made with this key; 422 when it came with another request."""
+    row = await ctx.db.fetchrow(
+        f"SELECT id, request_hash FROM {SCHEMA}.batches WHERE tenant = $1 AND idempotency_key = $2",
+        tenant,
+        key,
+    )
+    if row is None:
+        return None
+    if request_hash is not None:
+        idempotency.check_same(row["request_hash"], request_hash)
+    return await get(ctx, tenant, row["id"])
 
 
 async def feed(conn: Connection, batch_id: uuid.UUID, count: int) -> int:
@@ -172,15 +207,27 @@ async def get(ctx: Context, tenant: str, batch_id: uuid.UUID) -> dict[str, Any]:
     )
     if row is None:
         raise NotFound(f"no document batch {batch_id}")
+    failures: dict[str, int] = {}
+    if row["failed"]:
+        counts = await ctx.db.fetch(
+            f"SELECT coalesce(reason, 'unknown') AS reason, count(*) AS n FROM {SCHEMA}.jobs"
+            " WHERE batch_id = $1 AND status = 'failed' GROUP BY 1 ORDER BY 2 DESC, 1",
+            batch_id,
+        )
+        failures = {r["reason"]: r["n"] for r in counts}
+    # A batch done with failed items names the reason that failed the most,
+    # so that a batch cut short by its deadline says so.
+    reason = row["reason"] or next(iter(failures), None)
     result: dict[str, Any] = {
         "id": str(row["id"]),
         "status": row["status"],
         "total": row["total"],
         "done": row["done"],
         "failed": row["failed"],
+        "failures": failures,
         "bundle_format": row["bundle_format"],
         "bundle_bytes": row["bundle_bytes"],
-        "reason": row["reason"],
+        "reason": reason,
         "deadline": row["deadline"].isoformat(),
         "created_at": row["created_at"].isoformat(),
         "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
@@ -191,6 +238,42 @@ async def get(ctx: Context, tenant: str, batch_id: uuid.UUID) -> dict[str, Any]:
         result["url"] = await ctx.store.signed_url(row["bundle_key"], expires_in=expires)
         result["url_expires_at"] = (deadlines.now() + timedelta(seconds=expires)).isoformat()
     return result
+
+
+async def list_items(
+    ctx: Context, tenant: str, batch_id: uuid.UUID, query: BatchItemsQuery
+) -> dict[str, Any]:
+    """A page of the batch's items in order, each with its outcome; 404 for another tenant's."""
+    owned = await ctx.db.fetchval(
+        f"SELECT true FROM {SCHEMA}.batches WHERE id = $1 AND tenant = $2", batch_id, tenant
+    )
+    if owned is None:
+        raise NotFound(f"no document batch {batch_id}")
+    rows = await ctx.db.fetch(
+        f"SELECT id, seq, filename, status, reason, detail FROM {SCHEMA}.jobs"
+        " WHERE batch_id = $1 AND seq > $2 AND ($3::text IS NULL OR status = $3)"
+        " ORDER BY seq LIMIT $4",
+        batch_id,
+        -1 if query.cursor is None else query.cursor,
+        query.status,
+        query.limit + 1,
+    )
+    page = rows[: query.limit]
+    items = [
+        {
+            "index": row["seq"],
+            "filename": row["filename"],
+            "status": row["status"],
+            # A queued item may hold the reason of an attempt that is retried.
+            "reason": row["reason"] if row["status"] == "failed" else None,
+            "detail": row["detail"] if row["status"] == "failed" else None,
+            "document_id": str(row["id"]),
+            "document": f"/v1/documents/{row['id']}",
+        }
+        for row in page
+    ]
+    more = len(rows) > query.limit
+    return {"items": items, "next_cursor": str(page[-1]["seq"]) if more else None}
 
 
 async def handle_bundle(ctx: Context, delivery: Delivery) -> None:

@@ -7,14 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from wharf_common.envelope import Envelope
-from wharf_common.errors import BadRequest, Forbidden
-from wharf_documents import batches, jobs, templates, uploads
+from wharf_common.errors import BadRequest, Forbidden, Unprocessable
+from wharf_documents import batches, idempotency, jobs, templates, uploads
 from wharf_documents.context import Context
-from wharf_documents.models import NewBatch, NewDocument, NewTemplate
+from wharf_documents.models import BatchItemsQuery, NewBatch, NewDocument, NewTemplate
 
 Operation = Callable[[Context, str, Envelope], Awaitable[Any]]
-
-_IDEMPOTENCY_KEY_LIMIT = 200
 
 
 async def _create_template(ctx: Context, tenant: str, envelope: Envelope) -> Any:
@@ -26,9 +24,7 @@ async def _list_templates(ctx: Context, tenant: str, envelope: Envelope) -> Any:
 
 
 async def _create_document(ctx: Context, tenant: str, envelope: Envelope) -> Any:
-    key = envelope.body.get("idempotency_key")
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= _IDEMPOTENCY_KEY_LIMIT):
-        raise BadRequest(f"Idempotency-Key must be 1 to {_IDEMPOTENCY_KEY_LIMIT} characters")
+    key = idempotency.key_of(envelope)
     data = _data(envelope)
     body = NewDocument.model_validate(data)
     if body.data_ref is not None:
@@ -36,7 +32,8 @@ async def _create_document(ctx: Context, tenant: str, envelope: Envelope) -> Any
         loaded = await uploads.load_json(ctx, tenant, body.data_ref, "data_ref", limit)
         fields = {name: value for name, value in data.items() if name != "data_ref"}
         body = NewDocument.model_validate({**fields, "data": loaded})
-    return await jobs.create(ctx, tenant, envelope.correlation_id, body, key)
+    request = idempotency.request_hash(data) if key is not None else None
+    return await jobs.create(ctx, tenant, envelope.correlation_id, body, key, request)
 
 
 async def _get_document(ctx: Context, tenant: str, envelope: Envelope) -> Any:
@@ -44,18 +41,32 @@ async def _get_document(ctx: Context, tenant: str, envelope: Envelope) -> Any:
 
 
 async def _create_batch(ctx: Context, tenant: str, envelope: Envelope) -> Any:
+    key = idempotency.key_of(envelope)
     data = _data(envelope)
     body = NewBatch.model_validate(data)
+    request = idempotency.request_hash(data) if key is not None else None
+    if key is not None:
+        existing = await batches.by_idempotency_key(ctx, tenant, key, request)
+        if existing is not None:
+            return existing
     if body.items_ref is not None:
         limit = ctx.settings.max_items_ref_bytes
         loaded = await uploads.load_json(ctx, tenant, body.items_ref, "items_ref", limit)
+        if not isinstance(loaded, list):
+            raise Unprocessable("the upload at items_ref must hold a JSON array of items")
         fields = {name: value for name, value in data.items() if name != "items_ref"}
         body = NewBatch.model_validate({**fields, "items": loaded})
-    return await batches.create(ctx, tenant, envelope.correlation_id, body)
+    return await batches.create(ctx, tenant, envelope.correlation_id, body, key, request)
 
 
 async def _get_batch(ctx: Context, tenant: str, envelope: Envelope) -> Any:
     return await batches.get(ctx, tenant, _id(envelope))
+
+
+async def _list_batch_items(ctx: Context, tenant: str, envelope: Envelope) -> Any:
+    data = _data(envelope)
+    query = BatchItemsQuery.model_validate({k: v for k, v in data.items() if k != "id"})
+    return await batches.list_items(ctx, tenant, _id(envelope), query)
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -65,6 +76,7 @@ OPERATIONS: dict[str, Operation] = {
     "documents.get_document": _get_document,
     "documents.create_batch": _create_batch,
     "documents.get_batch": _get_batch,
+    "documents.list_batch_items": _list_batch_items,
 }
 
 

@@ -22,7 +22,7 @@ from wharf_common.consumer import Delivery
 from wharf_common.db import Connection, claim_message
 from wharf_common.envelope import Envelope
 from wharf_common.errors import ClientError, InvalidMessage, NotFound
-from wharf_documents import batches, templates
+from wharf_documents import batches, idempotency, templates
 from wharf_documents.context import BATCH_QUEUE, RENDER_QUEUE, SCHEMA
 from wharf_documents.errors import RenderError, WorkerCrashed
 from wharf_documents.intake import check_data, job_deadline, render_command
@@ -49,11 +49,15 @@ async def create(
     correlation_id: str,
     body: NewDocument,
     idempotency_key: str | None,
+    request_hash: str | None = None,
 ) -> dict[str, Any]:
-    """Accept one document; a repeated idempotency key returns the job it made first."""
+    """Accept one document; a repeated idempotency key returns the job it made first.
+
+    The key is refused (422) when the request it first came with differs.
+    """
     check_data(ctx, body.data)
     if idempotency_key is not None:
-        existing = await _by_idempotency_key(ctx, tenant, idempotency_key)
+        existing = await _by_idempotency_key(ctx, tenant, idempotency_key, request_hash)
         if existing is not None:
             return existing
     template = await templates.resolve(ctx, tenant, body.template, body.version)
@@ -63,7 +67,8 @@ async def create(
     async with ctx.db.acquire() as conn, conn.transaction():
         inserted = await conn.fetchval(
             f"INSERT INTO {SCHEMA}.jobs (id, tenant, template_id, data, filename,"
-            " idempotency_key, correlation_id, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " idempotency_key, request_hash, correlation_id, deadline)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             " ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING id",
             job_id,
             tenant,
@@ -71,6 +76,7 @@ async def create(
             body.data,
             body.filename,
             idempotency_key,
+            request_hash,
             correlation_id,
             deadline,
         )
@@ -79,17 +85,25 @@ async def create(
             await outbox.enqueue(conn, SCHEMA, command, kind="command", destination=RENDER_QUEUE)
     if inserted is None:
         assert idempotency_key is not None
-        again = await _by_idempotency_key(ctx, tenant, idempotency_key)
+        again = await _by_idempotency_key(ctx, tenant, idempotency_key, request_hash)
         assert again is not None
         return again
     return await get(ctx, tenant, job_id)
 
 
-async def _by_idempotency_key(ctx: Context, tenant: str, key: str) -> dict[str, Any] | None:
-    job_id = await ctx.db.fetchval(
-        f"SELECT id FROM {SCHEMA}.jobs WHERE tenant = $1 AND idempotency_key = $2", tenant, key
+async def _by_idempotency_key(
+    ctx: Context, tenant: str, key: str, request_hash: str | None
+) -> dict[str, Any] | None:
+    row = await ctx.db.fetchrow(
+        f"SELECT id, request_hash FROM {SCHEMA}.jobs WHERE tenant = $1 AND idempotency_key = $2",
+        tenant,
+        key,
     )
-    return None if job_id is None else await get(ctx, tenant, job_id)
+    if row is None:
+        return None
+    if request_hash is not None:
+        idempotency.check_same(row["request_hash"], request_hash)
+    return await get(ctx, tenant, row["id"])
 
 
 async def get(ctx: Context, tenant: str, job_id: uuid.UUID) -> dict[str, Any]:

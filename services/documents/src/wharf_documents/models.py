@@ -63,3 +63,11 @@ class NewBatch(_Body):
         if (self.items is None) == (self.items_ref is None):
             raise ValueError("give exactly one of items and items_ref")
         return self
+
+
+class BatchItemsQuery(_Body):
+    """A page of a batch's items: an optional status, its size, and where it starts."""
+
+    status: Literal["queued", "rendering", "done", "failed"] | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: int | None = Field(default=None, ge=0, description="The index to start after")

@@ -42,10 +42,18 @@ from wharf_gateway.settings import GatewaySettings
 logger = logging.getLogger(__name__)
 
 AUTH_QUEUE = "wharf.auth.rpc"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _USER_ROLES = frozenset({"admin", "member"})
 # PostgreSQL's text and jsonb hold no NUL character, and a lone surrogate is
 # not UTF-8: no service could store either, so they never get past the edge.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# aiohttp decodes header bytes that are not UTF-8 to lone surrogates. The
+# headers the gateway reads must be printable ASCII; only a credential or the
+# Idempotency-Key travels on to a service.
+_PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+_READ_HEADERS = ("Authorization", "X-API-Key", IDEMPOTENCY_KEY_HEADER)
+IDEMPOTENCY_KEY_LIMIT = 255
+_IDEMPOTENCY_KEY = re.compile(rf"^[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_LIMIT}}}$")
 
 
 @dataclass
@@ -59,6 +67,11 @@ class Call:
     path: BaseModel | None
     query: BaseModel | None
     deadline: Any
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The request's Idempotency-Key; the edge has checked its form."""
+        return self.request.headers.get(IDEMPOTENCY_KEY_HEADER)
 
 
 class Edge:
@@ -113,6 +126,7 @@ class Edge:
             deadline = deadlines.deadline_in(self.settings.request_timeout)
             if route.body is not None or route.content_type != "application/json":
                 self._check_size(request, route)
+            check_headers(request)
             principal = await self._authenticate(request, route)
             await self._limit(request, principal)
             check_text(dict(request.match_info))
@@ -273,6 +287,20 @@ def _check_depth(value: Any) -> None:
             pending.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             pending.extend((child, depth + 1) for child in item)
+
+
+def check_headers(request: web.Request) -> None:
+    """Refuse, with 400 naming it, a header the gateway reads that is not printable ASCII."""
+    for name in _READ_HEADERS:
+        value = request.headers.get(name)
+        if value is not None and not _PRINTABLE.match(value):
+            raise BadRequest(f"the {name} header must be printable ASCII")
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise BadRequest(
+            f"the {IDEMPOTENCY_KEY_HEADER} header must be 1 to {IDEMPOTENCY_KEY_LIMIT}"
+            " printable ASCII characters"
+        )
 
 
 def check_text(value: Any) -> None:

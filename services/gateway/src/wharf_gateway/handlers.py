@@ -14,6 +14,8 @@ from wharf_gateway.edge import Call, Edge, check_text
 from wharf_gateway.routes import Handler
 
 DOCUMENTS_QUEUE = "wharf.documents.rpc"
+# The operations that take an Idempotency-Key.
+_IDEMPOTENT = frozenset({"documents.create_document", "documents.create_batch"})
 _TEMPLATE_FIELDS = frozenset(models.TemplateUpload.model_fields)
 _CHUNK = 64 * 1024
 
@@ -59,9 +61,11 @@ def document_handlers(edge: Edge) -> dict[str, Handler]:
             data: dict[str, Any] = call.body.model_dump(mode="json") if call.body else {}
             if call.path is not None:
                 data.update(call.path.model_dump(mode="json"))
+            if call.query is not None:
+                data.update(call.query.model_dump(mode="json", exclude_none=True))
             extra: dict[str, Any] = {}
-            key = call.request.headers.get("Idempotency-Key")
-            if key is not None and operation == "documents.create_document":
+            key = call.idempotency_key
+            if key is not None and operation in _IDEMPOTENT:
                 extra["idempotency_key"] = key
             result = await edge.call_service(DOCUMENTS_QUEUE, call, operation, data, **extra)
             return web.json_response(result, status=status)
@@ -81,6 +85,7 @@ def document_handlers(edge: Edge) -> dict[str, Handler]:
         "get_documents_id": forward("documents.get_document"),
         "post_document_batches": forward("documents.create_batch", status=202),
         "get_document_batches_id": forward("documents.get_batch"),
+        "get_document_batches_id_items": forward("documents.list_batch_items"),
     }
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from wharf_common.storage import CONTENT_TYPE_PATTERN
@@ -30,7 +31,22 @@ Scope = Literal[
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a number is a JSON number, never true or "2". Fields parsed from
+    # strings (a time) opt out with Field(strict=False).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _storable(value: datetime) -> datetime:
+    # PostgreSQL, like Python, holds years 1 to 9999 only; an offset can push
+    # 0001-01-01 or 9999-12-31 past either end once the time is in UTC.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie between years 1 and 9999 in UTC") from None
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_storable)]
 
 
 class CreateTenant(_Body):
@@ -229,6 +245,51 @@ class RenderBatch(_Body):
         return self
 
 
+class DocumentBatch(BaseModel):
+    """A batch's progress, why items failed, and a signed URL of its bundle once done."""
+
+    id: uuid.UUID
+    status: Literal["rendering", "bundling", "done", "failed"]
+    total: int
+    done: int
+    failed: int
+    failures: dict[str, int] = Field(
+        description="Failed items by reason code, such as deadline_exceeded or template_error;"
+        " GET /v1/document-batches/{id}/items?status=failed names each"
+    )
+    bundle_format: Literal["zip", "pdf"]
+    bundle_bytes: int | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Why the batch failed; or, for a batch done with failed items, the reason"
+        " code that failed the most of them",
+    )
+    deadline: AwareDatetime
+    created_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    url: str | None = Field(default=None, description="The bundle; only successes are in it")
+    url_expires_at: AwareDatetime | None = None
+
+
+class BatchItemStatus(BaseModel):
+    """One item of a batch: where it is in the batch, how it went, and its document."""
+
+    index: int = Field(description="The item's position in the batch's items, from 0")
+    filename: str | None = None
+    status: Literal["queued", "rendering", "done", "failed"]
+    reason: str | None = Field(default=None, description="A failed item's reason code")
+    detail: str | None = None
+    document_id: uuid.UUID
+    document: str = Field(description="The item's document, at GET /v1/documents/{id}")
+
+
+class BatchItemPage(BaseModel):
+    """A page of a batch's items in order."""
+
+    items: list[BatchItemStatus]
+    next_cursor: str | None = None
+
+
 class CreateWebhook(_Body):
     """An HTTPS endpoint of the tenant's and the event types it wants."""
 
@@ -239,7 +300,7 @@ class CreateWebhook(_Body):
 class ReplayWebhook(_Body):
     """Send again the endpoint's events that occurred since a time."""
 
-    since: AwareDatetime
+    since: Timestamp = Field(strict=False)
 
 
 class WebhookReplayed(BaseModel):

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from wharf_gateway import __version__, models
+from wharf_gateway.edge import IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_LIMIT
 from wharf_gateway.routes import Route
 
 _REF = "#/components/schemas/{model}"
@@ -52,6 +53,21 @@ def document(routes: list[Route]) -> dict[str, Any]:
     }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": IDEMPOTENCY_KEY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "A key of the caller's choosing: a retry with the same key and body answers"
+    " with what the first request made; the same key with another body is a 422",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": IDEMPOTENCY_KEY_LIMIT,
+        "pattern": "^[\\x20-\\x7e]+$",
+    },
+}
+
+
 def _operation(route: Route) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
@@ -60,6 +76,7 @@ def _operation(route: Route) -> dict[str, Any]:
         "parameters": [
             *_parameters(route.path_params, "path"),
             *_parameters(route.query, "query"),
+            *([_IDEMPOTENCY_KEY] if route.idempotent else []),
         ],
         "responses": _responses(route),
     }

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from wharf_common.events import ShipmentStatus
 from wharf_gateway import models
@@ -65,6 +65,20 @@ class ShipmentQuery(BaseModel):
     status: ShipmentStatus | None = None
 
 
+class BatchItemsQuery(BaseModel):
+    """A page of a batch's items in order, optionally only those with one status."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["queued", "rendering", "done", "failed"] | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,9}$",
+        description="The next_cursor of the previous page",
+    )
+
+
 class ServicePath(BaseModel):
     """A route whose path names a service."""
 
@@ -89,8 +103,8 @@ class LogQuery(BaseModel):
     )
     tenant: str | None = Field(default=None, min_length=1, max_length=200)
     correlation_id: str | None = Field(default=None, min_length=1, max_length=200)
-    since: AwareDatetime | None = Field(default=None, description="Inclusive")
-    until: AwareDatetime | None = Field(default=None, description="Exclusive; after since")
+    since: models.Timestamp | None = Field(default=None, description="Inclusive")
+    until: models.Timestamp | None = Field(default=None, description="Exclusive; after since")
     text: str | None = Field(default=None, min_length=1, max_length=200)
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200)
@@ -146,6 +160,8 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     content_type: str = "application/json"
+    # Whether the route honours an Idempotency-Key header.
+    idempotent: bool = False
     handler: Handler | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -195,13 +211,19 @@ def table(handlers: dict[str, Handler]) -> list[Route]:
         Route("GET", "/v1/templates", "List templates", "tenant", "documents",
               scope="templates:read"),
         Route("POST", "/v1/documents", "Render one PDF", "tenant", "documents",
-              scope="documents:write", body=models.RenderDocument, status=202),
+              scope="documents:write", body=models.RenderDocument, idempotent=True, status=202),
         Route("GET", "/v1/documents/{id}", "A render job", "tenant", "documents",
               scope="documents:read", path_params=IdPath),
         Route("POST", "/v1/document-batches", "Render many PDFs", "tenant", "documents",
-              scope="documents:write", body=models.RenderBatch, status=202),
+              scope="documents:write", body=models.RenderBatch, idempotent=True,
+              response=models.DocumentBatch, status=202),
         Route("GET", "/v1/document-batches/{id}", "A batch's progress and bundle", "tenant",
-              "documents", scope="documents:read", path_params=IdPath),
+              "documents", scope="documents:read", path_params=IdPath,
+              response=models.DocumentBatch),
+        Route("GET", "/v1/document-batches/{id}/items",
+              "A batch's items: status, failure reason, and the document of each", "tenant",
+              "documents", scope="documents:read", path_params=IdPath, query=BatchItemsQuery,
+              response=models.BatchItemPage),
         Route("POST", "/v1/carriers/{carrier}/events", "A raw carrier payload", "carrier",
               "carrier-ingest", scope="carrier:ingest", path_params=CarrierPath,
               query=CarrierEventsQuery, content_type="application/octet-stream",
