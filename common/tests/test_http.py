@@ -45,6 +45,10 @@ async def test_every_429_says_when_to_retry(server: str) -> None:
                 assert response.status == 429
                 assert response.content_type == "application/problem+json"
                 answers[path] = response.headers.get("Retry-After")
+                # The body says the same, in whole seconds, for clients that read only JSON.
+                assert (await response.json(content_type=None))["retry_after"] == int(
+                    answers[path] or 0
+                )
 
     assert answers == expected
 

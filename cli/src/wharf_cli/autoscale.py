@@ -57,6 +57,13 @@ class Policy:
     # Messages per second one task handles, until a rate has been measured.
     default_rate: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not self.target_seconds > 0 or not self.default_rate > 0 or not self.cooldown >= 0:
+            raise ValueError(
+                f"bad policy: target_seconds {self.target_seconds} and default_rate"
+                f" {self.default_rate} must be above 0, cooldown {self.cooldown} at least 0"
+            )
+
 
 @dataclass(frozen=True)
 class Reading:

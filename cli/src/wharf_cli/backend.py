@@ -61,6 +61,10 @@ class BackendError(Exception):
     """The backend refused or failed a request; the message is for the user."""
 
 
+class BackendConfigError(BackendError):
+    """The backend lacks a setting it needs to reach anything; the message names it."""
+
+
 class Backend(abc.ABC):
     """Changes and reports task counts of services wherever they run."""
 

@@ -15,7 +15,14 @@ from typing import Any
 
 import aioboto3
 
-from wharf_cli.backend import Backend, BackendError, ServiceState, TaskPhase, TaskState
+from wharf_cli.backend import (
+    Backend,
+    BackendConfigError,
+    BackendError,
+    ServiceState,
+    TaskPhase,
+    TaskState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,11 @@ class EcsBackend(Backend):
     async def _client(self, name: str) -> Any:
         if name not in self._clients:
             session = aioboto3.Session(region_name=self._region)
+            if session.region_name is None:
+                raise BackendConfigError(
+                    "the ecs backend needs an AWS region: set AWS_REGION (or"
+                    " AWS_DEFAULT_REGION, or a region in the AWS_PROFILE's config)"
+                )
             client = session.client(name, endpoint_url=self._endpoint_url)
             self._clients[name] = await self._stack.enter_async_context(client)
         return self._clients[name]

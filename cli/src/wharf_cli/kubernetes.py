@@ -19,7 +19,14 @@ from typing import Any
 
 import aiohttp
 
-from wharf_cli.backend import Backend, BackendError, ServiceState, TaskPhase, TaskState
+from wharf_cli.backend import (
+    Backend,
+    BackendConfigError,
+    BackendError,
+    ServiceState,
+    TaskPhase,
+    TaskState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +40,10 @@ def in_cluster_url() -> str:
     """The API server's address inside a pod, from the variables Kubernetes sets."""
     host = os.environ.get("KUBERNETES_SERVICE_HOST")
     if not host:
-        raise BackendError("not in a cluster: set WHARF_K8S_API_URL")
+        raise BackendConfigError(
+            "the k8s backend needs the API server's address: set WHARF_K8S_API_URL"
+            " (and WHARF_K8S_TOKEN or WHARF_K8S_TOKEN_FILE), or run it in a pod"
+        )
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     return f"https://{host}:{port}"
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 
 from wharf_cli import demo, demo_ftp, dlq
 from wharf_cli.autoscale import Autoscaler, Limits, Policy
-from wharf_cli.backend import BackendError, ServiceState
+from wharf_cli.backend import BackendConfigError, BackendError, ServiceState
 from wharf_cli.backends import BACKENDS, open_backend
 from wharf_cli.local import LocalBackend, NotRunningError, read_info
 from wharf_cli.output import status_json, status_table
@@ -48,6 +49,32 @@ def _parse_counts(pairs: Sequence[str], specs: Sequence[ServiceSpec]) -> dict[st
             raise UsageError(f"unknown service {name!r} (known: {', '.join(sorted(known))})")
         counts[name] = int(value)
     return counts
+
+
+def _positive(text: str) -> float:
+    """A number of seconds above zero, for argparse."""
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """A number of seconds of zero or more, for argparse."""
+    value = _seconds(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text}")
+    return value
 
 
 def _runnable(module: str) -> bool:
@@ -223,31 +250,51 @@ async def _status(
     return 0
 
 
-def _limits(pairs: Sequence[str], specs: Sequence[ServiceSpec]) -> dict[str, Limits]:
+# The stack's only entrance: at zero tasks every request is refused until someone
+# scales it up again, so no autoscaling bound may allow that, even with --force.
+_ALWAYS_RUNNING = frozenset({"gateway"})
+
+
+def _limits(
+    pairs: Sequence[str], specs: Sequence[ServiceSpec], *, force: bool = False
+) -> dict[str, Limits]:
     limits = {
         spec.name: Limits(spec.min_tasks, spec.max_tasks)
         for spec in specs
         if spec.max_tasks is not None
     }
-    known = {spec.name for spec in specs}
+    by_name = {spec.name: spec for spec in specs}
     for pair in pairs:
         name, sep, bounds = pair.partition("=")
         low, colon, high = bounds.partition(":")
         if not sep or not colon or not low.isdigit() or not high.isdigit():
             raise UsageError(f"--limits takes SERVICE=MIN:MAX, not {pair!r}")
-        if name not in known:
-            raise UsageError(f"unknown service {name!r} (known: {', '.join(sorted(known))})")
+        if name not in by_name:
+            raise UsageError(f"unknown service {name!r} (known: {', '.join(sorted(by_name))})")
         try:
             limits[name] = Limits(int(low), int(high))
         except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+            raise UsageError(f"{exc}: MIN must not exceed MAX") from exc
+        _check_limits(by_name[name], limits[name], force=force)
     return limits
+
+
+def _check_limits(spec: ServiceSpec, limits: Limits, *, force: bool) -> None:
+    if spec.name in _ALWAYS_RUNNING and limits.min_tasks < 1:
+        raise UsageError(f"{spec.name} always runs at least 1 task; give a MIN of 1 or more")
+    low, high = spec.task_range()
+    if force or (low <= limits.min_tasks and limits.max_tasks <= high):
+        return
+    raise UsageError(
+        f"{spec.name} runs {low} to {high} tasks (min_tasks and max_tasks of the services"
+        f" table), not {limits.min_tasks}:{limits.max_tasks}; add --force to allow it anyway"
+    )
 
 
 async def _autoscale(
     args: argparse.Namespace, settings: CliSettings, specs: Sequence[ServiceSpec]
 ) -> int:
-    limits = _limits(args.limits, specs)
+    limits = _limits(args.limits, specs, force=args.force)
     if not limits:
         raise UsageError("no service to autoscale: give --limits SERVICE=MIN:MAX")
     policy = Policy(target_seconds=args.target_seconds, cooldown=args.cooldown)
@@ -342,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SERVICE=N",
         help="task count of a service (default 1 each)",
     )
-    up.add_argument("--timeout", type=float, help="seconds to wait for every task to be ready")
+    up.add_argument("--timeout", type=_positive, help="seconds to wait for every task to be ready")
     up.add_argument(
         "--demo",
         action="store_true",
@@ -395,12 +442,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SERVICE=MIN:MAX",
         help="services to scale and their bounds (default: documents and carrier-ingest)",
     )
-    autoscale.add_argument("--interval", type=float, default=15.0, help="seconds between rounds")
     autoscale.add_argument(
-        "--target-seconds", type=float, default=60.0, help="drain a backlog within this long"
+        "--force",
+        action="store_true",
+        help="allow --limits outside a service's min_tasks..max_tasks (the gateway keeps 1)",
     )
     autoscale.add_argument(
-        "--cooldown", type=float, default=120.0, help="seconds after a change before scaling in"
+        "--interval", type=_positive, default=15.0, help="seconds between rounds"
+    )
+    autoscale.add_argument(
+        "--target-seconds", type=_positive, default=60.0, help="drain a backlog within this long"
+    )
+    autoscale.add_argument(
+        "--cooldown",
+        type=_non_negative,
+        default=120.0,
+        help="seconds after a change before scaling in",
     )
     autoscale.add_argument("--once", action="store_true", help="one round, then exit")
     autoscale.add_argument("--backend", choices=BACKENDS, help=backend_help)
@@ -430,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: _Command = args.handler
     try:
         return asyncio.run(handler(args, settings, specs))
-    except UsageError as exc:
+    except (UsageError, BackendConfigError) as exc:
         print(f"wharf: {exc}", file=sys.stderr)
         return 2
     except BackendError as exc:

@@ -93,6 +93,10 @@ class DeadlineExceeded(WharfError):
     """The work's absolute deadline passed before it could finish (504)."""
 
 
+class StartupError(WharfError):
+    """A service cannot start as configured; the message says which setting to fix."""
+
+
 class InvalidMessage(WharfError):
     """A message that can never be handled: it goes to the dead-letter queue."""
 

@@ -32,9 +32,26 @@ REQUEST_ID_KEY = web.RequestKey("request_id", str)
 def problem(
     status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> web.Response:
-    """Build an RFC 9457 application/problem+json response."""
+    """Build an RFC 9457 application/problem+json response.
+
+    A 429 always says when to retry, alike in its `Retry-After` header and in
+    a `retry_after` member (whole seconds, at least 1), whichever was given.
+    """
+    if status == 429:
+        given = {k.lower(): v for k, v in (headers or {}).items()}.get("retry-after")
+        retry = _retry_seconds(extra.get("retry_after", given))
+        headers = {k: v for k, v in (headers or {}).items() if k.lower() != "retry-after"}
+        headers["Retry-After"] = str(retry)
+        extra["retry_after"] = retry
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return web.json_response(body, status=status, content_type=PROBLEM_TYPE, headers=headers)
+
+
+def _retry_seconds(value: Any) -> int:
+    try:
+        return max(1, round(float(value)))
+    except (TypeError, ValueError, OverflowError):
+        return 1
 
 
 def validation_problem(exc: ValidationError) -> web.Response:
@@ -50,8 +67,7 @@ def validation_problem(exc: ValidationError) -> web.Response:
 def error_response(exc: BaseException) -> web.Response | None:
     """Map an error to its problem response; None for an unexpected error."""
     if isinstance(exc, TooManyRequests):
-        retry = max(1, round(exc.retry_after))
-        return problem(exc.status, exc.title, exc.detail, headers={"Retry-After": str(retry)})
+        return problem(exc.status, exc.title, exc.detail, retry_after=exc.retry_after)
     if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
         # A body aiohttp could not parse (a bad chunk, a broken encoding). Its
         # message quotes the bytes sent, so it is neither echoed nor logged.

@@ -42,6 +42,7 @@ from wharf_common import claimcheck, db, logs, rpc
 from wharf_common.bus import LOGS_EXCHANGE, Bus
 from wharf_common.consumer import Consumer, Handler
 from wharf_common.envelope import Envelope
+from wharf_common.errors import StartupError
 from wharf_common.http import request_middleware
 from wharf_common.queuemetrics import publish_forever
 from wharf_common.queues import held_backlog
@@ -109,6 +110,7 @@ class Runtime:
         self._workers: list[Stoppable] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._task_factories: list[tuple[str, Task]] = []
+        self._preparers: list[Task] = []
         self._stop_hooks: list[Callable[[], Awaitable[None]]] = []
         self._log_handler: logs.BusLogHandler | None = None
         self.ready = False
@@ -165,6 +167,14 @@ class Runtime:
         """Run a background coroutine (a relay, a periodic job) while the service runs."""
         self._task_factories.append((name, factory))
 
+    def before_work(self, hook: Task) -> None:
+        """Run `hook` once connected, before any work starts.
+
+        A `StartupError` it raises stops the service with its message, so a
+        misconfiguration shows at start instead of failing every request.
+        """
+        self._preparers.append(hook)
+
     def on_stop(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run `hook` while stopping, after work has drained, before connections close."""
         self._stop_hooks.append(hook)
@@ -212,7 +222,9 @@ class Runtime:
                     logger.info("applied migrations %s", ", ".join(applied))
 
     async def start_work(self) -> None:
-        """Start consumers, RPC servers and background tasks."""
+        """Run the before-work hooks, then start consumers, RPC servers and background tasks."""
+        for prepare in self._preparers:
+            await prepare()
         if self.spec.ship_logs and self.settings.log_to_bus:
             await self.bus.declare_log_queue()
             self._start_log_shipping()
@@ -479,6 +491,9 @@ async def serve(spec: ServiceSpec, settings: ServiceSettings) -> int:
         await rt.stopping.wait()
         logger.info("stopping %s: draining in-flight work", spec.name)
         await rt.drain()
+    except StartupError as exc:
+        logger.error("%s cannot start: %s", spec.name, exc)
+        code = 1
     except Exception:
         if not rt.stopping.is_set():
             logger.exception("%s failed", spec.name)

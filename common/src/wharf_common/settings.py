@@ -6,11 +6,14 @@ settings are URLs. Models are built once, in a service's ``__main__``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The default key encryption key: fine on a laptop, never in production.
+DEVELOPMENT_KEY_ENCRYPTION_KEY = "wharf-local-key-encryption-key-change-me"
 
 
 class ServiceSettings(BaseSettings):
@@ -73,6 +76,34 @@ class ServiceSettings(BaseSettings):
             else:
                 data[name] = value
         return data
+
+
+class SealingSettings(ServiceSettings):
+    """Settings of a service that keeps secrets encrypted at rest, under rotatable keys."""
+
+    key_encryption_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_KEY_ENCRYPTION_KEY),
+        description="Seals secrets at rest (auth's signing keys, webhook endpoint secrets)",
+    )
+    previous_key_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Earlier key encryption keys (comma-separated), still opening what was"
+        " sealed before a rotation until every task has sealed it again",
+    )
+
+    def sealing_keys(self) -> list[str]:
+        """The key encryption keys, the current one first."""
+        return [
+            key.get_secret_value()
+            for key in (self.key_encryption_key, *self.previous_key_encryption_keys)
+        ]
+
+    @field_validator("previous_key_encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
 
 def redact_url(url: str) -> str:

@@ -117,7 +117,7 @@ async def test_rotation_keeps_old_tokens_verifiable(
 
     kid = await admin.rotate_keys(
         auth_settings.database_url,
-        auth_settings.key_encryption_key.get_secret_value(),
+        auth_settings.sealing_keys(),
         auth_settings.access_token_ttl,
     )
     after = await login(client, "admin@example.com")

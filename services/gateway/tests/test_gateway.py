@@ -89,7 +89,7 @@ async def test_bad_tokens_get_401_and_the_wrong_role_403(
     tenant = await signup()
     conn = await asyncpg.connect(auth_settings.database_url)
     try:
-        vault = keys.KeyVault(auth_settings.key_encryption_key.get_secret_value())
+        vault = keys.KeyVault(auth_settings.sealing_keys())
         kid, private = await keys.active_key(conn, vault)
         jwk = json.loads((await keys.jwks(conn))["keys"][0])
     finally:
@@ -136,7 +136,7 @@ async def test_key_rotation_logs_nobody_out(
 
     new_kid = await admin.rotate_keys(
         auth_settings.database_url,
-        auth_settings.key_encryption_key.get_secret_value(),
+        auth_settings.sealing_keys(),
         auth_settings.access_token_ttl,
     )
     login = {"email": before["email"], "password": PASSWORD}

@@ -40,7 +40,7 @@ def run(argv: list[str] | None = None) -> None:
         kid = asyncio.run(
             admin.rotate_keys(
                 settings.database_url,
-                settings.key_encryption_key.get_secret_value(),
+                settings.sealing_keys(),
                 settings.access_token_ttl,
             )
         )

@@ -6,6 +6,8 @@ service's ``python -m wharf_auth`` exposes them as subcommands too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from wharf_auth import keys
@@ -42,12 +44,14 @@ async def grant_ops(database_url: str, email: str) -> None:
         await pool.close()
 
 
-async def rotate_keys(database_url: str, key_encryption_key: str, access_token_ttl: int) -> str:
+async def rotate_keys(
+    database_url: str, key_encryption_keys: Sequence[str], access_token_ttl: int
+) -> str:
     """Start signing with a new key and return its kid; old keys stay published a while."""
     pool = await _pool(database_url)
     try:
         async with pool.acquire() as conn:
-            kid = await keys.rotate(conn, keys.KeyVault(key_encryption_key), access_token_ttl)
+            kid = await keys.rotate(conn, keys.KeyVault(key_encryption_keys), access_token_ttl)
             return kid
     finally:
         await pool.close()

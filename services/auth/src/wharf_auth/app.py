@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.resources import files
 from typing import Any
 
@@ -12,6 +13,9 @@ from wharf_auth.sessions import Sessions
 from wharf_auth.settings import AuthSettings
 from wharf_common.envelope import Envelope
 from wharf_common.runtime import Runtime, ServiceSpec
+from wharf_common.settings import DEVELOPMENT_KEY_ENCRYPTION_KEY
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = "auth"
 
@@ -26,11 +30,11 @@ def passwords_for(settings: AuthSettings) -> Passwords:
 
 
 async def setup(rt: Runtime) -> None:
-    """Serve auth's RPC queue; the first signing key is made at start if there is none."""
+    """Serve auth's RPC queue once its signing keys open; the first is made if there is none."""
     settings = rt.settings
     assert isinstance(settings, AuthSettings)
     passwords = passwords_for(settings)
-    vault = keys.KeyVault(settings.key_encryption_key.get_secret_value())
+    vault = keys.KeyVault(settings.sealing_keys())
     service: list[AuthService] = []
 
     async def handle(envelope: Envelope) -> Any:
@@ -40,11 +44,17 @@ async def setup(rt: Runtime) -> None:
             service.append(AuthService(rt.db, sessions, passwords))
         return await service[0].handle(envelope)
 
-    async def first_key() -> None:
+    async def signing_keys() -> None:
+        if settings.key_encryption_key.get_secret_value() == DEVELOPMENT_KEY_ENCRYPTION_KEY:
+            logger.warning(
+                "signing keys are sealed with the development key;"
+                " set WHARF_KEY_ENCRYPTION_KEY outside development"
+            )
         async with rt.db.acquire() as conn:
+            await keys.reseal(conn, vault)
             await keys.ensure_key(conn, vault)
 
-    rt.add_task("signing-key", first_key)
+    rt.before_work(signing_keys)
     rt.serve_rpc(QUEUE, handle)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import jwt
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,6 +22,7 @@ from jwt.algorithms import OKPAlgorithm
 
 from wharf_common import deadlines
 from wharf_common.db import Connection
+from wharf_common.errors import StartupError
 
 logger = logging.getLogger(__name__)
 
@@ -30,30 +33,61 @@ _PUBLISH_MARGIN = timedelta(minutes=2)
 
 
 class KeyVault:
-    """Encrypts private keys with AES-GCM under a key derived from the settings secret."""
+    """Encrypts private keys with AES-GCM under keys derived from the key encryption keys.
 
-    def __init__(self, secret: str) -> None:
-        self._aead = AESGCM(hashlib.sha256(b"wharf-auth-signing-keys\0" + secret.encode()).digest())
+    The first key seals; every key opens, so keys sealed before a rotation
+    of the key encryption key stay readable until `reseal` has moved them
+    to the current one.
+    """
+
+    def __init__(self, key_encryption_keys: Sequence[str]) -> None:
+        if not key_encryption_keys:
+            raise ValueError("KeyVault needs at least one key encryption key")
+        self._aeads = [AESGCM(_derive(secret)) for secret in key_encryption_keys]
         self._private: dict[str, Ed25519PrivateKey] = {}
 
     def seal(self, kid: str, key: Ed25519PrivateKey) -> bytes:
-        """Return the private key encrypted, bound to its kid."""
+        """Return the private key encrypted under the current key, bound to its kid."""
         raw = key.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
         nonce = secrets.token_bytes(12)
-        return nonce + self._aead.encrypt(nonce, raw, kid.encode())
+        return nonce + self._aeads[0].encrypt(nonce, raw, kid.encode())
 
     def open(self, kid: str, sealed: bytes) -> Ed25519PrivateKey:
         """Return the private key `kid`, decrypting it once and caching it."""
         key = self._private.get(kid)
         if key is None:
-            raw = self._aead.decrypt(sealed[:12], sealed[12:], kid.encode())
-            key = Ed25519PrivateKey.from_private_bytes(raw)
+            key = Ed25519PrivateKey.from_private_bytes(self._decrypt(kid, sealed)[1])
             self._private[kid] = key
         return key
+
+    def needs_reseal(self, kid: str, sealed: bytes) -> bool:
+        """True when `sealed` opens only under a previous key encryption key."""
+        return self._decrypt(kid, sealed)[0] > 0
+
+    def _decrypt(self, kid: str, sealed: bytes) -> tuple[int, bytes]:
+        """The index of the key that opens `sealed`, and the private key's bytes."""
+        for index, aead in enumerate(self._aeads):
+            try:
+                return index, aead.decrypt(sealed[:12], sealed[12:], kid.encode())
+            except InvalidTag:
+                continue
+        raise UnreadableKey(kid)
+
+
+class UnreadableKey(ValueError):
+    """A stored signing key that none of the configured key encryption keys opens."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"no configured key encryption key opens signing key {kid}")
+        self.kid = kid
+
+
+def _derive(secret: str) -> bytes:
+    return hashlib.sha256(b"wharf-auth-signing-keys\0" + secret.encode()).digest()
 
 
 def _public_jwk(kid: str, key: Ed25519PrivateKey) -> dict[str, Any]:
@@ -87,6 +121,43 @@ async def ensure_key(conn: Connection, vault: KeyVault) -> str:
             kid = await _insert_key(conn, vault)
             logger.info("created the first signing key", extra={"kid": kid})
         return kid
+
+
+async def reseal(conn: Connection, vault: KeyVault) -> int:
+    """Seal every signing key under the current key encryption key; return how many moved.
+
+    Raises `StartupError` when the active key opens under none of the
+    configured keys: auth could sign nothing. A retired key that cannot
+    be opened is only logged, since nothing signs with it again.
+    """
+    moved = 0
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK)
+        rows = await conn.fetch(
+            "SELECT kid, private_key, retired_at IS NULL AS active FROM auth.signing_keys"
+        )
+        for row in rows:
+            kid, sealed = row["kid"], row["private_key"]
+            try:
+                if not vault.needs_reseal(kid, sealed):
+                    continue
+                resealed = vault.seal(kid, vault.open(kid, sealed))
+            except UnreadableKey:
+                if row["active"]:
+                    raise StartupError(
+                        f"the active signing key {kid} opens under no configured key encryption"
+                        " key; set WHARF_KEY_ENCRYPTION_KEY to the key it was sealed with, or"
+                        " list that key in WHARF_PREVIOUS_KEY_ENCRYPTION_KEYS"
+                    ) from None
+                logger.warning("retired signing key %s opens under no configured key", kid)
+                continue
+            await conn.execute(
+                "UPDATE auth.signing_keys SET private_key = $2 WHERE kid = $1", kid, resealed
+            )
+            moved += 1
+    if moved:
+        logger.info("sealed %d signing keys under the current key encryption key", moved)
+    return moved
 
 
 async def rotate(conn: Connection, vault: KeyVault, access_token_ttl: int) -> str:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-
-from wharf_common.settings import ServiceSettings
+from wharf_common.settings import SealingSettings
 
 
-class AuthSettings(ServiceSettings):
+class AuthSettings(SealingSettings):
     """Auth's settings: token lifetimes, key encryption, hashing cost and login throttling."""
 
     service_name: str = "auth"
     http_port: int = 8081
 
     issuer: str = "wharf"
-    key_encryption_key: SecretStr = SecretStr("wharf-local-key-encryption-key-change-me")
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
 

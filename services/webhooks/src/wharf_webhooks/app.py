@@ -10,11 +10,11 @@ from wharf_common import events
 from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
 from wharf_common.runtime import Runtime, ServiceSpec
+from wharf_common.settings import DEVELOPMENT_KEY_ENCRYPTION_KEY
 from wharf_common.subscriber import Subscriber
 from wharf_webhooks import __version__, sealing
 from wharf_webhooks.delivery import Dispatcher
 from wharf_webhooks.handlers import SCHEMA, Webhooks
-from wharf_webhooks.sealing import DEVELOPMENT_KEY_ENCRYPTION_KEY
 from wharf_webhooks.settings import WebhookSettings
 
 logger = logging.getLogger(__name__)

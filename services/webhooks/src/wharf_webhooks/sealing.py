@@ -26,8 +26,6 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 logger = logging.getLogger(__name__)
 
 _PLAIN_PREFIX = "whsec_"
-# The default of the key encryption key, as in auth: fine on a laptop, never in production.
-DEVELOPMENT_KEY_ENCRYPTION_KEY = "wharf-local-key-encryption-key-change-me"
 
 
 class SealError(ValueError):

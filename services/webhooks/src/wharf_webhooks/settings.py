@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from wharf_common.settings import ServiceSettings
-from wharf_webhooks.sealing import DEVELOPMENT_KEY_ENCRYPTION_KEY
+from wharf_common.settings import SealingSettings
 
 
-class WebhookSettings(ServiceSettings):
+class WebhookSettings(SealingSettings):
     """Delivery limits, retry bounds and the hosts exempt from the address checks."""
 
     service_name: str = "webhooks"
@@ -34,29 +33,6 @@ class WebhookSettings(ServiceSettings):
     )
     webhook_poll_interval: float = 1.0
     webhook_replay_limit: int = 10_000
-    key_encryption_key: SecretStr = Field(
-        default=SecretStr(DEVELOPMENT_KEY_ENCRYPTION_KEY),
-        description="Seals endpoint secrets at rest (the same setting auth seals its keys with)",
-    )
-    previous_key_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list,
-        description="Earlier key encryption keys (comma-separated), still opening secrets"
-        " sealed before a rotation until every one is sealed again",
-    )
-
-    def sealing_keys(self) -> list[str]:
-        """The key encryption keys, the current one first."""
-        return [
-            key.get_secret_value()
-            for key in (self.key_encryption_key, *self.previous_key_encryption_keys)
-        ]
-
-    @field_validator("previous_key_encryption_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
-        return value
 
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
