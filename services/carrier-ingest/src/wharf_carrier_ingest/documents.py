@@ -5,6 +5,9 @@ through the outbox in the transaction that creates the job. A chunk fetches
 only the files still pending, so a chunk retried after a dropped connection
 never downloads a finished file again. The last chunk to finish writes the
 manifest: tracking number to a signed document URL, or why it is missing.
+A job whose every file failed for want of a connection to the carrier's
+server ends `failed`, not `completed`; while it runs, its last connection
+failure is shown with its progress.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import logging
 import re
 import uuid
 from datetime import timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 import aioftp
@@ -30,7 +32,7 @@ from wharf_common.events import CarrierDocumentsCompleted, event_envelope
 from wharf_common.storage import ObjectStore
 
 from .db import SCHEMA
-from .ftp import CONNECTION_ERRORS, FtpPool, MissingFile
+from .ftp import CONNECTION_ERRORS, FtpPool, MissingFile, TooLarge
 from .settings import CarrierIngestSettings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,13 @@ CHUNK = "carrier.documents.chunk"
 
 _NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _ATTEMPTS_PER_FILE = 3
+_PDF_MAGIC = b"%PDF-"
+
+# Why a file is missing from the manifest, besides the dead chunk's own reason.
+NOT_ON_SERVER = "not on the carrier's server"
+TOO_LARGE = "too_large"
+NOT_A_PDF = "not_a_pdf"
+CARRIER_UNREACHABLE = "carrier_unreachable"
 
 
 class CreateJob(BaseModel):
@@ -147,11 +156,14 @@ class DocumentJobs:
             raise NotFound("no such carrier-documents job")
         manifest_url = None
         if job["manifest_ref"]:
-            manifest_url = await self.store.signed_url(job["manifest_ref"])
+            # Signed afresh on every read, for as long as the URLs it lists.
+            ttl = self.settings.documents_url_ttl
+            manifest_url = await self.store.signed_url(job["manifest_ref"], expires_in=ttl)
         return {
             "id": str(job["id"]),
             "carrier": job["carrier"],
             "status": job["status"],
+            "reason": job["detail"],
             "total": job["total"],
             "done": job["done"],
             "missing": job["missing"],
@@ -159,6 +171,7 @@ class DocumentJobs:
             "created_at": job["created_at"].isoformat(),
             "finished_at": job["finished_at"].isoformat() if job["finished_at"] else None,
             "manifest_url": manifest_url,
+            "last_error": job["last_error"],
         }
 
     async def handle_chunk(self, delivery: Delivery) -> None:
@@ -205,8 +218,10 @@ class DocumentJobs:
         async def worker() -> None:
             drops = 0
             while not queue.empty() and drops < _ATTEMPTS_PER_FILE:
+                connected = False
                 try:
                     async with server.connection() as client:
+                        connected = True
                         drops = 0
                         while not queue.empty():
                             number, attempt = queue.get_nowait()
@@ -225,12 +240,22 @@ class DocumentJobs:
                         server.name,
                         type(exc).__name__,
                     )
+                    await self._record_error(job_id, _connection_error(server, exc, connected))
                     await asyncio.sleep(0.05 * drops)
 
         workers = min(len(numbers), server.server.max_connections)
         await asyncio.gather(*(worker() for _ in range(workers)))
         failures.extend(number for number, _ in _drain(queue))
         if failures:
+            # Kept while the files stay pending, so that if the chunk's retries
+            # run out they are missing for this reason, not the retries'.
+            await self.pool.execute(
+                "UPDATE carrier_ingest.document_items SET reason = $3"
+                " WHERE job_id = $1 AND tracking_number = ANY($2::text[]) AND state = 'pending'",
+                job_id,
+                failures,
+                CARRIER_UNREACHABLE,
+            )
             raise TransientError(
                 f"{len(failures)} files of job {job_id} could not be fetched from"
                 f" the {server.name} server"
@@ -246,13 +271,27 @@ class DocumentJobs:
     ) -> None:
         path = server.server.path_template.format(tracking_number=number)
         try:
-            data = await server.download(client, path)
+            data = await server.download(client, path, self.settings.documents_max_file_size)
         except MissingFile:
-            await self._mark(job_id, number, "missing", reason="not on the carrier's server")
+            await self._mark(job_id, number, "missing", reason=NOT_ON_SERVER)
             return
-        key = f"{tenant}/carrier-documents/{job_id}/{number}{PurePosixPath(path).suffix}"
-        await self.store.put(key, data, _content_type(path))
+        except TooLarge:
+            await self._mark(job_id, number, "missing", reason=TOO_LARGE)
+            return
+        # Documents are served as PDF, so whatever else the server holds is skipped.
+        if not data.startswith(_PDF_MAGIC):
+            await self._mark(job_id, number, "missing", reason=NOT_A_PDF)
+            return
+        key = f"{tenant}/carrier-documents/{job_id}/{number}.pdf"
+        await self.store.put(key, data, "application/pdf")
         await self._mark(job_id, number, "stored", key=key)
+
+    async def _record_error(self, job_id: uuid.UUID, error: str) -> None:
+        await self.pool.execute(
+            "UPDATE carrier_ingest.document_jobs SET last_error = $2 WHERE id = $1",
+            job_id,
+            error,
+        )
 
     async def _mark(
         self,
@@ -306,11 +345,17 @@ class DocumentJobs:
             }
             key = f"{tenant}/carrier-documents/{job_id}/manifest.json"
             await self.store.put(key, json.dumps(manifest).encode(), "application/json")
+            # Only a server that never answered fails the job; any file it
+            # did tell about, stored or not, makes the job complete.
+            unreachable = all(item["reason"] == CARRIER_UNREACHABLE for item in items)
+            status, reason = ("failed", CARRIER_UNREACHABLE) if unreachable else ("completed", None)
             await conn.execute(
-                "UPDATE carrier_ingest.document_jobs SET status = 'completed',"
-                " manifest_ref = $3, finished_at = now() WHERE tenant = $1 AND id = $2",
+                "UPDATE carrier_ingest.document_jobs SET status = $3, detail = $4,"
+                " manifest_ref = $5, finished_at = now() WHERE tenant = $1 AND id = $2",
                 tenant,
                 job_id,
+                status,
+                reason,
                 key,
             )
             stored = sum(1 for item in items if item["state"] == "stored")
@@ -328,7 +373,7 @@ class DocumentJobs:
                 kind="event",
                 destination=completed.event_type,
             )
-        logger.info("carrier-documents job finished", extra={"job_id": str(job_id)})
+        logger.info("carrier-documents job finished: %s", status, extra={"job_id": str(job_id)})
 
     async def on_dead(self, envelope: Envelope, reason: str) -> None:
         """Mark a dead chunk's pending files missing with the reason, then finish the job."""
@@ -339,7 +384,8 @@ class DocumentJobs:
         except ValueError:
             return
         await self.pool.execute(
-            "UPDATE carrier_ingest.document_items SET state = 'missing', reason = $3"
+            "UPDATE carrier_ingest.document_items SET state = 'missing',"
+            " reason = coalesce(reason, $3)"
             " WHERE job_id = $1 AND tracking_number = ANY($2::text[]) AND state = 'pending'",
             chunk.job_id,
             chunk.tracking_numbers,
@@ -355,8 +401,8 @@ def _drain(queue: asyncio.Queue[tuple[str, int]]) -> list[tuple[str, int]]:
     return items
 
 
-def _content_type(path: str) -> str:
-    suffix = PurePosixPath(path).suffix.lower()
-    return {".pdf": "application/pdf", ".json": "application/json", ".xml": "application/xml"}.get(
-        suffix, "application/octet-stream"
-    )
+def _connection_error(server: FtpPool, exc: BaseException, connected: bool) -> str:
+    """What went wrong, naming the server but never its credentials."""
+    what = "lost the connection to" if connected else "cannot connect to"
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"{what} the {server.name} FTP server at {server.address}: {detail}"[:500]

@@ -27,6 +27,10 @@ class MissingFile(Exception):
     """The server has no such file (FTP 550)."""
 
 
+class TooLarge(Exception):
+    """The file holds more bytes than a download may take."""
+
+
 class FtpPool:
     """At most `max_connections` open connections to one server, reused between files."""
 
@@ -35,7 +39,14 @@ class FtpPool:
         self.server = server
         self._slots = asyncio.Semaphore(server.max_connections)
         self._idle: list[aioftp.Client] = []
+        # Connections left mid-transfer: their control channel still owes a reply.
+        self._spoiled: set[aioftp.Client] = set()
         self.opened = 0
+
+    @property
+    def address(self) -> str:
+        """The server's host and port, as error messages name it."""
+        return f"{self.server.host}:{self.server.port}"
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[aioftp.Client]:
@@ -46,8 +57,13 @@ class FtpPool:
                 yield client
             except BaseException:
                 client.close()
+                self._spoiled.discard(client)
                 raise
-            self._idle.append(client)
+            if client in self._spoiled:
+                self._spoiled.discard(client)
+                client.close()
+            else:
+                self._idle.append(client)
 
     async def _connect(self) -> aioftp.Client:
         server = self.server
@@ -57,6 +73,8 @@ class FtpPool:
         try:
             await client.connect(server.host, server.port)
             await client.login(server.user, server.password.get_secret_value())
+            # Binary mode from the start, so SIZE counts the bytes RETR sends.
+            await client.command("TYPE I", "200")
         except BaseException:
             client.close()
             raise
@@ -64,18 +82,29 @@ class FtpPool:
         logger.debug("opened an FTP connection to the %s server", self.name)
         return client
 
-    async def download(self, client: aioftp.Client, path: str) -> bytes:
-        """Return the file's bytes; raise MissingFile when the server has none."""
+    async def download(self, client: aioftp.Client, path: str, limit: int) -> bytearray:
+        """Return the file's bytes; raise MissingFile or TooLarge past `limit` bytes.
+
+        The size the server reports is checked first; reading stops past the
+        limit either way, for a server that does not report it or reports it
+        wrong.
+        """
+        size = await _size(client, path)
+        if size is not None and size > limit:
+            raise TooLarge(path)
         data = bytearray()
         try:
             async with client.download_stream(path) as stream:
                 async for block in stream.iter_by_block():
                     data += block
+                    if len(data) > limit:
+                        self._spoiled.add(client)
+                        raise TooLarge(path)
         except aioftp.StatusCodeError as exc:
             if any(code.matches("550") for code in exc.received_codes):
                 raise MissingFile(path) from None
             raise
-        return bytes(data)
+        return data
 
     async def close(self) -> None:
         """Close idle connections."""
@@ -84,3 +113,16 @@ class FtpPool:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.quit(), 2.0)
             client.close()
+
+
+async def _size(client: aioftp.Client, path: str) -> int | None:
+    """The file's size by SIZE (RFC 3659), or None when the server does not tell."""
+    try:
+        _, info = await client.command(f"SIZE {path}", "213")
+    except aioftp.StatusCodeError:
+        # Not supported, or no such file: RETR answers the latter for certain.
+        return None
+    try:
+        return int(info[0].strip())
+    except (IndexError, ValueError):
+        return None

@@ -42,6 +42,11 @@ class CarrierIngestSettings(ServiceSettings):
     )
     documents_chunk_size: int = Field(default=100, ge=1, le=5000)
     documents_max_shipments: int = 5000
+    documents_max_file_size: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1,
+        description="Bytes of one carrier document; a larger file is skipped as too_large",
+    )
     documents_url_ttl: int = Field(default=7 * 24 * 3600, description="Signed URL lifetime")
     documents_job_timeout: float = Field(default=3600.0, description="Default job deadline")
     outbox_poll_interval: float = 1.0

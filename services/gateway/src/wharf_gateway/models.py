@@ -522,11 +522,19 @@ class CarrierDocumentsJob(BaseModel):
 
     id: uuid.UUID
     carrier: str
-    status: str
+    status: Literal["running", "completed", "failed"]
+    reason: str | None = Field(
+        default=None, description="Why a failed job failed: carrier_unreachable"
+    )
     total: int
     done: int
     missing: int
     pending: int
     created_at: str
     finished_at: str | None = None
-    manifest_url: str | None = None
+    manifest_url: str | None = Field(
+        default=None, description="Signed afresh on each read, for WHARF_DOCUMENTS_URL_TTL"
+    )
+    last_error: str | None = Field(
+        default=None, description="The job's last failure to reach the carrier's FTP server"
+    )
