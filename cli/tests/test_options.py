@@ -102,3 +102,17 @@ def test_k8s_status_outside_a_cluster_says_which_setting_is_missing(
     err = capsys.readouterr().err
     assert "WHARF_K8S_API_URL" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_ecs_status_without_credentials_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    code = main(["status", "--backend", "ecs"])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "credentials" in err.lower()
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,7 +64,9 @@ class EcsBackend(Backend):
 
     async def _client(self, name: str) -> Any:
         if name not in self._clients:
-            session = aioboto3.Session(region_name=self._region)
+            # botocore reads AWS_DEFAULT_REGION only; ECS and most tools set AWS_REGION too.
+            region = self._region or os.environ.get("AWS_REGION") or None
+            session = aioboto3.Session(region_name=region)
             if session.region_name is None:
                 raise BackendConfigError(
                     "the ecs backend needs an AWS region: set AWS_REGION (or"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from wharf_cli import demo, demo_ftp, dlq
@@ -492,6 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BackendError as exc:
         print(f"wharf: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        # Missing credentials, an unknown cluster, an unreachable endpoint:
+        # botocore's message says which, and a traceback adds nothing.
+        print(f"wharf: AWS: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
