@@ -133,16 +133,8 @@ async def by_idempotency_key(
     ctx: Context, tenant: str, key: str, request_hash: str | None
 ) -> dict[str, Any] | None:
     """The batch the tenant made with this key; 422 when it came with another request."""
-    row = await ctx.db.fetchrow(
-        f"SELECT id, request_hash FROM {SCHEMA}.batches WHERE tenant = $1 AND idempotency_key = $2",
-        tenant,
-        key,
-    )
-    if row is None:
-        return None
-    if request_hash is not None:
-        idempotency.check_same(row["request_hash"], request_hash)
-    return await get(ctx, tenant, row["id"])
+    made = await idempotency.made_with(ctx.db, f"{SCHEMA}.batches", tenant, key, request_hash)
+    return None if made is None else await get(ctx, tenant, made)
 
 
 async def feed(conn: Connection, batch_id: uuid.UUID, count: int) -> int:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
 from wharf_common.envelope import Envelope
 from wharf_common.errors import BadRequest, Unprocessable
+
+if TYPE_CHECKING:
+    import asyncpg
 
 KEY_LIMIT = 255
 
@@ -30,3 +34,23 @@ def check_same(stored: str | None, current: str) -> None:
     """Refuse a key reused for another request; a key stored without a hash matches any."""
     if stored is not None and stored != current:
         raise Unprocessable("Idempotency-Key reused with a different request")
+
+
+async def made_with(
+    db: asyncpg.Pool, table: str, tenant: str, key: str, request_hash: str | None
+) -> uuid.UUID | None:
+    """The id of the row (`table`: schema-qualified jobs or batches) the tenant made with `key`.
+
+    422 when the key first came with another request.
+    """
+    row = await db.fetchrow(
+        f"SELECT id, request_hash FROM {table} WHERE tenant = $1 AND idempotency_key = $2",
+        tenant,
+        key,
+    )
+    if row is None:
+        return None
+    if request_hash is not None:
+        check_same(row["request_hash"], request_hash)
+    made: uuid.UUID = row["id"]
+    return made

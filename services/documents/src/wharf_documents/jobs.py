@@ -94,16 +94,8 @@ async def create(
 async def _by_idempotency_key(
     ctx: Context, tenant: str, key: str, request_hash: str | None
 ) -> dict[str, Any] | None:
-    row = await ctx.db.fetchrow(
-        f"SELECT id, request_hash FROM {SCHEMA}.jobs WHERE tenant = $1 AND idempotency_key = $2",
-        tenant,
-        key,
-    )
-    if row is None:
-        return None
-    if request_hash is not None:
-        idempotency.check_same(row["request_hash"], request_hash)
-    return await get(ctx, tenant, row["id"])
+    made = await idempotency.made_with(ctx.db, f"{SCHEMA}.jobs", tenant, key, request_hash)
+    return None if made is None else await get(ctx, tenant, made)
 
 
 async def get(ctx: Context, tenant: str, job_id: uuid.UUID) -> dict[str, Any]:
