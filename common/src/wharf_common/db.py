@@ -187,16 +187,34 @@ async def forget_handled(
     """
     quoted = quote_schema(schema)
     cutoff = datetime.now(UTC) - older_than
-    forgotten = 0
+    return await delete_before(
+        pool, f"{quoted}.handled_messages", "message_id", "handled_at", cutoff, batch=batch
+    )
+
+
+async def delete_before(
+    pool: asyncpg.Pool[asyncpg.Record],
+    table: str,
+    key: str,
+    column: str,
+    cutoff: datetime,
+    *,
+    batch: int = 10_000,
+) -> int:
+    """Delete the rows of `table` whose `column` is before `cutoff`; return how many.
+
+    `batch` rows at a time, found by `key` (its key columns, such as
+    ``"tenant, id"``), so each statement is a short transaction.
+    """
+    deleted_total = 0
     while True:
         status = await pool.execute(
-            f"DELETE FROM {quoted}.handled_messages WHERE message_id IN"
-            f" (SELECT message_id FROM {quoted}.handled_messages"
-            "  WHERE handled_at < $1 LIMIT $2)",
+            f"DELETE FROM {table} WHERE ({key}) IN"
+            f" (SELECT {key} FROM {table} WHERE {column} < $1 LIMIT $2)",
             cutoff,
             batch,
         )
         deleted = int(status.rsplit(" ", 1)[-1])
-        forgotten += deleted
+        deleted_total += deleted
         if deleted < batch:
-            return forgotten
+            return deleted_total

@@ -167,6 +167,13 @@ class Runtime:
         """Run a background coroutine (a relay, a periodic job) while the service runs."""
         self._task_factories.append((name, factory))
 
+    def add_housekeeping(self, name: str, trim: Callable[[], Awaitable[int]], what: str) -> None:
+        """Run `trim` every hour while the service runs; it returns how many `what` it removed.
+
+        A failed run is logged and tried again at the next hour.
+        """
+        self.add_task(name, functools.partial(_housekeep, trim, what))
+
     def before_work(self, hook: Task) -> None:
         """Run `hook` once connected, before any work starts.
 
@@ -232,46 +239,30 @@ class Runtime:
             worker = await start()
             if worker is not None:
                 self._workers.append(worker)
-        factories = list(self._task_factories)
         if self.spec.schema is not None:
-            factories.append(("forget-handled", self._forget_handled))
+            forget = functools.partial(self._forget_handled, self.spec.schema)
+            self.add_housekeeping("forget-handled", forget, "handled message ids")
         if self.spec.uses_storage:
-            factories.append(("expire-claim-checks", self._expire_claim_checks))
-        for name, factory in factories:
+            expire = self._expire_claim_checks
+            self.add_housekeeping("expire-claim-checks", expire, "claim-checked bodies")
+        for name, factory in self._task_factories:
             self._tasks.append(asyncio.create_task(_guarded(name, factory), name=name))
         _tune_garbage_collector(self.settings.gc_threshold)
         self.ready = True
         READY.set(1)
 
-    async def _forget_handled(self) -> None:
-        """Now and then, drop the idempotency claims older than the retention."""
-        assert self.spec.schema is not None
+    async def _forget_handled(self, schema: str) -> int:
+        """Drop the idempotency claims older than the retention."""
         retention = timedelta(days=self.settings.handled_retention_days)
-        while True:
-            try:
-                forgotten = await db.forget_handled(self.db, self.spec.schema, retention)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("could not trim handled_messages: %r", exc)
-            else:
-                if forgotten:
-                    logger.info("forgot %d handled message ids", forgotten)
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+        return await db.forget_handled(self.db, schema, retention)
 
-    async def _expire_claim_checks(self) -> None:
-        """Now and then, delete message bodies checked in before the retention."""
-        while True:
-            try:
-                deleted = await claimcheck.expire(
-                    self.store,
-                    retention_days=self.settings.claim_check_retention_days,
-                    today=datetime.now(UTC).date(),
-                )
-            except Exception as exc:
-                logger.warning("could not expire claim-checked bodies: %r", exc)
-            else:
-                if deleted:
-                    logger.info("deleted %d claim-checked bodies past retention", deleted)
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+    async def _expire_claim_checks(self) -> int:
+        """Delete message bodies checked in before the retention."""
+        return await claimcheck.expire(
+            self.store,
+            retention_days=self.settings.claim_check_retention_days,
+            today=datetime.now(UTC).date(),
+        )
 
     def _start_log_shipping(self) -> None:
         handler = logs.BusLogHandler(self.spec.name, capacity=self.settings.log_buffer_size)
@@ -335,6 +326,19 @@ async def _retrying(what: str, connect: Callable[[], Awaitable[Any]], stop: asyn
             if stop.is_set():
                 raise
             delay = min(delay * 2, 10.0)
+
+
+async def _housekeep(trim: Callable[[], Awaitable[int]], what: str) -> None:
+    """Run `trim` now and every `HOUSEKEEPING_INTERVAL`; log what it removed or why it failed."""
+    while True:
+        try:
+            removed = await trim()
+        except Exception as exc:
+            logger.warning("could not remove old %s: %r", what, exc)
+        else:
+            if removed:
+                logger.info("removed %d %s past retention", removed, what)
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
 
 async def _guarded(name: str, factory: Task) -> None:

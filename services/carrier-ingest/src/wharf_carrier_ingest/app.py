@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
-import asyncpg
-
 from wharf_common import outbox
 from wharf_common.consumer import Delivery
 from wharf_common.envelope import Envelope
-from wharf_common.runtime import HOUSEKEEPING_INTERVAL, Runtime, ServiceSpec
+from wharf_common.runtime import Runtime, ServiceSpec
 
 from .db import SCHEMA, forget_ingests
 from .documents import DOCUMENTS_QUEUE, DocumentJobs
@@ -23,8 +20,6 @@ from .ingest import PAYLOADS_QUEUE, Ingestor
 from .settings import CarrierIngestSettings
 
 __version__ = "0.1.0"
-
-logger = logging.getLogger(__name__)
 
 
 class CarrierIngest:
@@ -84,18 +79,10 @@ class CarrierIngest:
         finally:
             await relay.stop()
 
-    async def forget_ingests(self) -> None:
-        """Now and then, delete the ingest records past their retention."""
+    async def forget_ingests(self) -> int:
+        """Delete the ingest records past their retention."""
         retention = timedelta(days=self.settings.ingest_retention_days)
-        while True:
-            try:
-                forgotten = await forget_ingests(self.rt.db, retention)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("could not trim ingest records: %r", exc)
-            else:
-                if forgotten:
-                    logger.info("forgot %d ingest records past retention", forgotten)
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+        return await forget_ingests(self.rt.db, retention)
 
     async def close(self) -> None:
         if "ingestor" in self.__dict__:
@@ -113,7 +100,7 @@ async def setup(rt: Runtime) -> None:
     rt.consume(DOCUMENTS_QUEUE, service.chunk, on_dead=service.chunk_dead)
     rt.serve_rpc(RPC_QUEUE, service.answer)
     rt.add_task("outbox-relay", service.relay)
-    rt.add_task("forget-ingests", service.forget_ingests)
+    rt.add_housekeeping("forget-ingests", service.forget_ingests, "ingest records")
     rt.on_stop(service.close)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from wharf_common.db import Connection
+from wharf_common.db import Connection, delete_before
 
 from .models import ParseResult, TrackingEvent
 
@@ -251,18 +251,9 @@ async def forget_ingests(
 ) -> int:
     """Delete the records of payloads received more than `older_than` ago; return how many."""
     cutoff = datetime.now(UTC) - older_than
-    forgotten = 0
-    while True:
-        status = await pool.execute(
-            "DELETE FROM carrier_ingest.ingests WHERE (tenant, id) IN"
-            " (SELECT tenant, id FROM carrier_ingest.ingests WHERE received_at < $1 LIMIT $2)",
-            cutoff,
-            batch,
-        )
-        deleted = int(status.rsplit(" ", 1)[-1])
-        forgotten += deleted
-        if deleted < batch:
-            return forgotten
+    return await delete_before(
+        pool, "carrier_ingest.ingests", "tenant, id", "received_at", cutoff, batch=batch
+    )
 
 
 def event_row(row: asyncpg.Record) -> dict[str, Any]:
