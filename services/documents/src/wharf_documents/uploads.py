@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
+from wharf_common import strictjson
 from wharf_common.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
 
 if TYPE_CHECKING:
@@ -31,23 +31,8 @@ async def load_json(ctx: Context, tenant: str, ref: str, field: str, limit: int)
         raise PayloadTooLarge(f"the upload at {field} is larger than {limit} bytes")
 
     try:
-        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
-    except _NotJson as exc:
+        return strictjson.loads(raw)
+    except strictjson.NotJson as exc:
         raise Unprocessable(f"the upload at {field} {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise Unprocessable(f"the upload at {field} is not JSON") from None
-
-
-class _NotJson(ValueError):
-    """A value Python's parser accepts but JSON does not have; the gateway refuses it inline."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NotJson(f"holds {name}, which JSON does not allow")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotJson("holds a number too large for a double")
-    return value

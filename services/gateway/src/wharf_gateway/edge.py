@@ -9,9 +9,7 @@ deadline carried on the bus (504 when it passes, 503 when nobody answers).
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from wharf_common import deadlines, logs
+from wharf_common import deadlines, logs, strictjson
 from wharf_common.bus import Bus
 from wharf_common.envelope import Envelope
 from wharf_common.errors import (
@@ -246,27 +244,12 @@ def _check_json_type(request: web.Request) -> None:
         raise UnsupportedMediaType("a JSON body is UTF-8")
 
 
-class _NotJson(ValueError):
-    """A value Python's parser accepts but JSON does not have."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _NotJson(f"the body holds {name}, which JSON does not allow")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotJson("the body holds a number too large for a double")
-    return value
-
-
 def parse_json(data: bytes | bytearray) -> Any:
     """Parse a JSON body strictly: no NaN or Infinity, and nested at most MAX_JSON_DEPTH."""
     try:
-        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
-    except _NotJson as exc:
-        raise BadRequest(str(exc)) from None
+        value = strictjson.loads(data)
+    except strictjson.NotJson as exc:
+        raise BadRequest(f"the body {exc}") from None
     except RecursionError:
         # The parser itself gave up on the nesting, far past the limit.
         raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
