@@ -126,12 +126,9 @@ def storage_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def ingest_settings(
-    amqp_url: str,
-    database_url: str,
-    storage_url: str,
-    ftp_server: _Server,
-    hang_up: _HangUp,
+    ingest_settings: CarrierIngestSettings, ftp_server: _Server, hang_up: _HangUp
 ) -> CarrierIngestSettings:
+    """The stack's settings, with three carriers' FTP servers and a small size cap."""
     assert hang_up.server is not None
     hang_up_port = hang_up.server.sockets[0].getsockname()[1]
 
@@ -145,22 +142,13 @@ def ingest_settings(
             timeout=30,
         )
 
-    return CarrierIngestSettings(
-        amqp_url=amqp_url,
-        database_url=database_url,
-        storage_url=storage_url,
-        log_to_bus=False,
-        stop_timeout=2.0,
-        retry_base_delay=0.05,
-        max_attempts=2,
-        outbox_poll_interval=0.05,
-        documents_max_file_size=MAX_FILE_SIZE,
-        carrier_ftp={
-            "dhl": server(ftp_server.port),
-            "gls": server(ftp_server.port, "no-size"),
-            "tnt": server(hang_up_port),
-        },
-    )
+    carrier_ftp = {
+        "dhl": server(ftp_server.port),
+        "gls": server(ftp_server.port, "no-size"),
+        "tnt": server(hang_up_port),
+    }
+    update = {"documents_max_file_size": MAX_FILE_SIZE, "carrier_ftp": carrier_ftp}
+    return ingest_settings.model_copy(update=update)
 
 
 async def _run(stack: Stack, tenant: Tenant, carrier: str, numbers: list[str]) -> Any:
