@@ -5,33 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# pyftpdlib still builds on asyncore and asynchat, deprecated since Python 3.12.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
-    from pyftpdlib.servers import FTPServer
-
 from wharf_carrier_ingest.settings import CarrierIngestSettings, FtpServer
 
 from .conftest import Stack, Tenant
+from .ftp import FTP_PASSWORD, FTPHandler, FtpThread
 
-FTP_PASSWORD = "ftp-pass-never-logged"
 MAX_FILE_SIZE = 64 * 1024
 # Far past the cap and past what socket buffers hold, so a download that
 # does not stop at the cap would be seen reading it.
 HUGE = b"%PDF-1.4 " + b"x" * (4 * 1024 * 1024)
 
 
-class _Server:
+class _Server(FtpThread):
     """A pyftpdlib server on a free port that answers SIZE to one user and not to another."""
 
     def __init__(self, root: Path) -> None:
@@ -49,22 +40,7 @@ class _Server:
                 self.respond("502 Command not implemented.")
                 return None
 
-        authorizer = DummyAuthorizer()
-        authorizer.add_user("carrier", FTP_PASSWORD, str(root), perm="elr")
-        authorizer.add_user("no-size", FTP_PASSWORD, str(root), perm="elr")
-        Handler.authorizer = authorizer
-        Handler.passive_ports = None
-        self._ftpd = FTPServer(("127.0.0.1", 0), Handler)
-        self.port: int = self._ftpd.address[1]
-        self._thread = threading.Thread(target=self._ftpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._ftpd.close_all()
-        self._thread.join(timeout=5)
+        super().__init__(root, Handler, ("carrier", "no-size"))
 
 
 class _HangUp:

@@ -7,30 +7,22 @@ import collections
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# pyftpdlib still builds on asyncore and asynchat, deprecated since Python 3.12.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
-    from pyftpdlib.servers import FTPServer
-
 from wharf_carrier_ingest.settings import CarrierIngestSettings, FtpServer
 
 from .conftest import Stack
+from .ftp import FTP_PASSWORD, FTPHandler, FtpThread
 
-FTP_PASSWORD = "ftp-pass-never-logged"
 SHIPMENTS = 5000
 CONNECTIONS = 12
 
 
-class _Server:
+class _Server(FtpThread):
     """A pyftpdlib server on a free port that drops one control connection mid-way."""
 
     def __init__(self, root: Path, drop_after: int) -> None:
@@ -58,21 +50,7 @@ class _Server:
             def on_file_sent(self, file: str) -> None:
                 server.sent[Path(file).name] += 1
 
-        authorizer = DummyAuthorizer()
-        authorizer.add_user("carrier", FTP_PASSWORD, str(root), perm="elr")
-        Handler.authorizer = authorizer
-        Handler.passive_ports = None
-        self._ftpd = FTPServer(("127.0.0.1", 0), Handler)
-        self.port: int = self._ftpd.address[1]
-        self._thread = threading.Thread(target=self._ftpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._ftpd.close_all()
-        self._thread.join(timeout=5)
+        super().__init__(root, Handler, ("carrier",))
 
 
 def _number(i: int) -> str:
