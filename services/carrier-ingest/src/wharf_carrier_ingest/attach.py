@@ -12,7 +12,6 @@ again one by one, so one bad payload cannot fail the others.
 from __future__ import annotations
 
 import asyncio
-import collections
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from wharf_common import outbox
 from wharf_common.db import Connection, claim_messages
 from wharf_common.envelope import Envelope
 
+from .batching import BatchQueue, Waiting
 from .db import (
     SCHEMA,
     IngestRecord,
@@ -48,7 +48,7 @@ class Attachment:
     result: ParseResult
 
 
-_Waiting = tuple[Attachment, "asyncio.Future[list[StatusChange]]"]
+_Waiting = Waiting[Attachment, list[StatusChange]]
 
 
 class Attacher:
@@ -56,36 +56,17 @@ class Attacher:
 
     def __init__(self, pool: asyncpg.Pool[Any], *, writers: int = 2, max_batch: int = 256) -> None:
         self.pool = pool
-        self._max_writers = writers
-        self._max_batch = max_batch
-        self._queue: collections.deque[_Waiting] = collections.deque()
-        self._writers: set[asyncio.Task[None]] = set()
+        self._batches: BatchQueue[Attachment, list[StatusChange]] = BatchQueue(
+            self._write, drainers=writers, max_batch=max_batch, name="carrier-ingest-attach"
+        )
 
     async def attach(self, attachment: Attachment) -> list[StatusChange]:
         """Store new events, move shipments forward and queue their status changes."""
-        future: asyncio.Future[list[StatusChange]] = asyncio.get_running_loop().create_future()
-        self._queue.append((attachment, future))
-        if len(self._writers) < self._max_writers:
-            task = asyncio.create_task(self._drain(), name="carrier-ingest-attach")
-            self._writers.add(task)
-            task.add_done_callback(self._writers.discard)
-        return await future
+        return await self._batches.submit(attachment)
 
     async def close(self) -> None:
         """Stop the writers; payloads still waiting are handed back to their handlers."""
-        for task in list(self._writers):
-            task.cancel()
-        await asyncio.gather(*self._writers, return_exceptions=True)
-        while self._queue:
-            self._queue.popleft()[1].cancel()
-
-    async def _drain(self) -> None:
-        while self._queue:
-            count = min(len(self._queue), self._max_batch)
-            batch = [self._queue.popleft() for _ in range(count)]
-            batch = [(item, future) for item, future in batch if not future.done()]
-            if batch:
-                await self._write(batch)
+        await self._batches.close()
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:

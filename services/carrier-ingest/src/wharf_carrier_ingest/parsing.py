@@ -13,12 +13,13 @@ payloads queued behind it go to a fresh thread.
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from .batching import BatchQueue, Waiting
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ def _run(batch: _Batch[T]) -> None:
         batch.outcomes.append(outcome)
 
 
-_Waiting = tuple[Callable[[], T], "asyncio.Future[T]"]
+_Waiting = Waiting[Callable[[], T], T]
 
 
 class AdapterRunner(Generic[T]):
@@ -62,9 +63,9 @@ class AdapterRunner(Generic[T]):
     def __init__(self, threads: int, timeout: Callable[[], float], *, max_batch: int = 256) -> None:
         self._threads = threads
         self._timeout = timeout
-        self._max_batch = max_batch
-        self._queue: collections.deque[_Waiting[T]] = collections.deque()
-        self._drains: set[asyncio.Task[None]] = set()
+        self._batches: BatchQueue[Callable[[], T], T] = BatchQueue(
+            self._run_batch, drainers=threads, max_batch=max_batch, name="carrier-parse"
+        )
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ThreadPoolExecutor:
@@ -72,30 +73,12 @@ class AdapterRunner(Generic[T]):
 
     async def run(self, call: Callable[[], T]) -> T:
         """The call's result or exception; AdapterTimeout once it has run past the deadline."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((call, future))
-        if len(self._drains) < self._threads:
-            task = asyncio.create_task(self._drain(), name="carrier-parse")
-            self._drains.add(task)
-            task.add_done_callback(self._drains.discard)
-        return await future
+        return await self._batches.submit(call)
 
     async def close(self) -> None:
         """Stop handing out work; calls still queued are cancelled."""
-        for task in list(self._drains):
-            task.cancel()
-        await asyncio.gather(*self._drains, return_exceptions=True)
-        while self._queue:
-            self._queue.popleft()[1].cancel()
+        await self._batches.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _drain(self) -> None:
-        while self._queue:
-            count = min(len(self._queue), self._max_batch)
-            waiting = [self._queue.popleft() for _ in range(count)]
-            waiting = [item for item in waiting if not item[1].done()]
-            if waiting:
-                await self._run_batch(waiting)
 
     async def _run_batch(self, waiting: list[_Waiting[T]]) -> None:
         batch = _Batch([call for call, _ in waiting])
@@ -137,7 +120,7 @@ class AdapterRunner(Generic[T]):
                 future.set_exception(AdapterTimeout(f"deadline of {timeout:g} s exceeded"))
             rest = hung + 1
         # The calls behind the hung one go first in line again.
-        self._queue.extendleft(reversed(waiting[rest:]))
+        self._batches.requeue(waiting[rest:])
 
     @staticmethod
     def _settle(waiting: list[_Waiting[T]], outcomes: list[tuple[bool, T | BaseException]]) -> None:
